@@ -1,0 +1,345 @@
+"""
+Text for the models: tokenizers, corpora tokenized once into memory-mapped files, and the three
+ways training and evaluation read them.
+
+    get_tokenizer(name)         "bytes", a tiktoken encoding ("gpt2"...), "gpt-neox", a tokenizer.json
+    prepare(corpus, tokenizer)  tokenize a corpus once into data/<corpus>-<tokenizer>/, return that path
+    load(path) -> Data          the memory-mapped splits and where each document starts
+    get_batch                   random windows: pretraining, the initial-state interventions (4.2-4.4)
+    StreamSampler               contiguous streams: batch i+1 continues batch i row by row (TBTT, 4.5)
+    eval_sequences              held-out sequences, each inside one long document (Def. 3.1)
+
+The default corpus, "stdlib", is the *.py files of Python's own standard library, test suite
+included (Debian's system Python ships that apart). Here (CPython 3.11): 1,762 non-empty files, 31.5
+MB; the 88 held out include 56 of >= 2048 bytes, 44 >= 4096, 35 >= 8192. It needs no download, and
+code has long-range structure: zlib codes the last 2 KB of a long file in 1.73 bits/byte given the
+16 KB before it, 2.15 given only 1 KB. Measured alternatives: the stdlib without test/ (13.2 MB, half
+the long files), pydoc_data's English help topics (79, 0.47 MB: too small), decimal's test data
+(4.4 MB of tables: no long-range gain).
+"""
+import hashlib
+import json
+import os
+import sysconfig
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import huggingface_hub
+import numpy as np
+import tiktoken
+import tokenizers
+import torch
+
+VAL_FRACTION = 0.05  # share of documents held out (5%, as in findings/cpu-toy.md)
+SPLIT_SEED = 1337    # the document shuffle; fixed so every machine gets the same split
+_STDLIB = sysconfig.get_paths()["stdlib"]  # this Python's standard library, the default corpus
+
+# -----------------------------------------------------------------------------
+# tokenizers: one tiny interface over three libraries
+
+
+@dataclass
+class Tokenizer:
+    name: str                          # what get_tokenizer was given (a path is made absolute)
+    vocab_size: int                    # ids are in [0, vocab_size)
+    encode: Callable[[str], list]      # str -> list[int]
+    decode: Callable[[object], str]    # ids (any iterable of ints, a tensor too) -> str
+
+
+def get_tokenizer(name="bytes"):
+    """A Tokenizer by name: "bytes", a tiktoken encoding, "gpt-neox", or a tokenizer.json path."""
+    name = str(name)  # a pathlib.Path works too
+    if name == "bytes":  # the default for the small CPU models: no download, no unknown symbols
+        return Tokenizer("bytes", 256, lambda text: list(text.encode("utf-8")),
+                         lambda ids: bytes(int(i) for i in ids).decode("utf-8", errors="replace"))
+    if name in tiktoken.list_encoding_names():
+        enc = _tiktoken_encoding(name)
+        # encode_ordinary: a document that contains the text "<|endoftext|>" is ordinary text here
+        return Tokenizer(name, enc.n_vocab, enc.encode_ordinary,
+                         lambda ids: enc.decode([int(i) for i in ids]))
+    if name == "gpt-neox" or name.endswith(".json") or os.path.exists(name):
+        path = _tokenizer_json(name)
+        tok = tokenizers.Tokenizer.from_file(path)
+        return Tokenizer("gpt-neox" if name == "gpt-neox" else path, tok.get_vocab_size(),
+                         lambda text: tok.encode(text, add_special_tokens=False).ids,
+                         lambda ids: tok.decode([int(i) for i in ids]))
+    raise ValueError(f"unknown tokenizer {name!r}: use 'bytes', one of tiktoken's encodings "
+                     f"{tiktoken.list_encoding_names()}, 'gpt-neox', or a path to a tokenizer.json "
+                     f"(or to a folder holding one)")
+
+
+def _tiktoken_encoding(name):
+    """tiktoken downloads its BPE file on first use and caches it; offline, say where to put it."""
+    try:
+        return tiktoken.get_encoding(name)
+    except OSError as e:  # requests' ConnectionError, which carries the URL that failed
+        url = getattr(getattr(e, "request", None), "url", None)
+        if url is None:
+            raise
+        # tiktoken's cache (tiktoken/load.py): a file named by the SHA-1 of the URL, in this folder
+        cache = os.environ.get("TIKTOKEN_CACHE_DIR", os.environ.get(
+            "DATA_GYM_CACHE_DIR", os.path.join(tempfile.gettempdir(), "data-gym-cache")))
+        path = os.path.join(cache, hashlib.sha1(url.encode()).hexdigest())
+        raise FileNotFoundError(
+            f"tiktoken could not download the {name!r} encoding (no network?). On a machine with a "
+            f"network download {url} and save it as {path} (set TIKTOKEN_CACHE_DIR to choose the "
+            f"folder; the file name stays the same), then try again. An encoding made of two files "
+            f"('gpt2') names the second one on the next try.") from e
+
+
+def _tokenizer_json(name):
+    """The path of a tokenizer.json: GPT-NeoX-20B's from the hub, or the one `name` points to."""
+    if name == "gpt-neox":  # the official Mamba-2 checkpoints' tokenizer (DESIGN.md)
+        try:
+            return huggingface_hub.hf_hub_download("EleutherAI/gpt-neox-20b", "tokenizer.json")
+        except OSError as e:
+            raise FileNotFoundError(
+                "could not get GPT-NeoX-20B's tokenizer.json from the Hugging Face hub (no "
+                "network?): download tokenizer.json from https://huggingface.co/EleutherAI/gpt-neox-20b"
+                " and pass its path (or its folder's) as the tokenizer name") from e
+    path = Path(name, "tokenizer.json") if os.path.isdir(name) else Path(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"no tokenizer file at {path}: pass a tokenizer.json or its folder")
+    return str(path.resolve())
+
+
+# -----------------------------------------------------------------------------
+# corpora: read documents, split by document, tokenize once into .bin files
+
+
+def _documents(corpus):
+    """(names, texts): the corpus's non-empty documents, each as bytes, in a fixed order."""
+    if corpus == "stdlib":
+        root = Path(_STDLIB)
+        files = sorted(p.relative_to(root) for p in root.rglob("*.py"))  # sorted: a fixed order
+        # site-packages holds installed third-party code, which differs from machine to machine
+        docs = [(str(f), (root / f).read_bytes()) for f in files
+                if not {"site-packages", "dist-packages"} & set(f.parts)]
+    else:
+        root = Path(corpus)
+        if not root.exists():
+            raise FileNotFoundError(f"corpus {corpus!r} not found: pass 'stdlib', a text or .jsonl "
+                                    f"file, or a folder of .txt / .jsonl files")
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*")
+                                                      if p.suffix in (".txt", ".jsonl"))
+        docs = []
+        for f in files:
+            name = str(f.relative_to(root)) if root.is_dir() else f.name
+            if f.suffix != ".jsonl":  # a text file is one document
+                docs.append((name, f.read_bytes()))
+                continue
+            for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+                if line.strip():  # one JSON object per line, its "text" is one document
+                    obj = json.loads(line)
+                    if not isinstance(obj, dict) or "text" not in obj:
+                        raise ValueError(f"{f}:{i}: expected a JSON object with a 'text' field")
+                    docs.append((f"{name}:{i}", obj["text"].encode("utf-8")))
+    docs = [(n, t) for n, t in docs if t]  # an empty document has no tokens to learn from
+    if not docs:
+        raise ValueError(f"corpus {corpus!r} has no non-empty documents (.txt files, or .jsonl "
+                         f"lines with a 'text' field)")
+    return [n for n, _ in docs], [t for _, t in docs]
+
+
+def _short_name(name):
+    """'stdlib', 'gpt2' stay; a path becomes its file's stem or its folder's name."""
+    p = Path(name)
+    if p.name == "tokenizer.json":
+        p = p.parent
+    return p.stem if p.is_file() else p.name
+
+
+def prepare(corpus="stdlib", tokenizer="bytes", data_dir="data"):
+    """Tokenize `corpus` once into data_dir/<corpus>-<tokenizer>/ and return that folder.
+
+    It holds train.bin and val.bin (the documents' token ids back to back), train_docs.npy and
+    val_docs.npy (int64: where each document starts in its .bin) and meta.json (written last, so
+    a folder without it is an interrupted prepare and is redone).
+    """
+    tok = get_tokenizer(tokenizer)
+    corpus_id = corpus if corpus == "stdlib" else str(Path(corpus).resolve())
+    out = Path(data_dir, f"{_short_name(corpus)}-{_short_name(tok.name)}")
+    if (out / "meta.json").exists():
+        meta = json.loads((out / "meta.json").read_text())
+        if (meta["corpus"], meta["tokenizer"]) != (corpus_id, tok.name):
+            raise ValueError(f"{out} holds {meta['corpus']} tokenized with {meta['tokenizer']}, "
+                             f"not {corpus_id} with {tok.name}: pass another data_dir or delete it")
+        print(f"reusing {out} (delete it to tokenize again)")
+        return str(out)
+
+    t0 = time.time()
+    names, texts = _documents(corpus)
+    if len(texts) < 2:
+        raise ValueError(f"corpus {corpus!r} has one document and it cannot be split by document "
+                         f"into train and val: give a folder of several files or a .jsonl file")
+    # Split by document, never inside one: the evaluation needs whole held-out documents.
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(texts))
+    n_val = max(1, round(VAL_FRACTION * len(texts)))
+    splits = {"val": order[:n_val], "train": order[n_val:]}
+    v = tok.vocab_size
+    dtype = np.uint8 if v <= 2**8 else np.uint16 if v <= 2**16 else np.uint32  # smallest that fits
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"corpus": corpus_id, "tokenizer": tok.name, "vocab_size": tok.vocab_size,
+            "dtype": np.dtype(dtype).name, "description": f"the *.py files in {_STDLIB}"
+            if corpus == "stdlib" else f"the .txt / .jsonl documents in {corpus_id}"}
+    shown, done = time.time(), 0
+    for split, idx in splits.items():
+        # Documents go back to back with nothing between them: the byte vocabulary has no spare id
+        # for an end-of-text token, and the offsets in *_docs.npy already record the boundaries
+        # (eval_sequences draws sequences inside one document from them).
+        starts, n_tokens = [], 0
+        with open(out / f"{split}.bin", "wb") as f:
+            for i in idx:
+                if tok.name == "bytes":  # the file's own bytes: nothing lost to decoding
+                    ids = np.frombuffer(texts[i], dtype=np.uint8)
+                else:
+                    ids = np.array(tok.encode(texts[i].decode("utf-8", errors="replace")), dtype)
+                starts.append(n_tokens)
+                n_tokens += len(ids)
+                f.write(ids.tobytes())
+                done += 1
+                if time.time() - shown > 10:  # BPE on tens of MB takes a while: show it moving
+                    print(f"tokenized {done}/{len(texts)} documents in {time.time() - t0:.0f}s")
+                    shown = time.time()
+        np.save(out / f"{split}_docs.npy", np.array(starts, dtype=np.int64))
+        meta[split] = {"documents": len(idx), "tokens": n_tokens, "names": [names[i] for i in idx]}
+    (out / "meta.json.tmp").write_text(json.dumps(meta, indent=1))
+    os.replace(out / "meta.json.tmp", out / "meta.json")  # atomic: meta.json is whole or absent
+    print(f"prepared {out}: {meta['train']['tokens']:,} train and {meta['val']['tokens']:,} val "
+          f"tokens in {time.time() - t0:.1f}s")
+    return str(out)
+
+
+@dataclass
+class Data:
+    train: np.memmap         # (N_train,) token ids of the training documents, back to back
+    val: np.memmap           # (N_val,)
+    train_docs: np.ndarray   # (D_train,) int64: where each training document starts in `train`
+    val_docs: np.ndarray     # (D_val,)
+    meta: dict               # meta.json: tokenizer, vocab_size, dtype, per-split counts and names
+    vocab_size: int
+
+
+def load(path):
+    """The prepared corpus in the folder that prepare() returned."""
+    missing = [f for f in ("meta.json", "train.bin", "val.bin", "train_docs.npy", "val_docs.npy")
+               if not Path(path, f).exists()]
+    if missing:
+        raise FileNotFoundError(f"{path} is not a prepared corpus (no {', '.join(missing)}): run "
+                                f"data.prepare(corpus, tokenizer), or `python data.py` for the default")
+    meta = json.loads(Path(path, "meta.json").read_text())
+    train, val = (np.memmap(Path(path, f"{s}.bin"), dtype=meta["dtype"], mode="r")
+                  for s in ("train", "val"))
+    return Data(train, val, np.load(Path(path, "train_docs.npy")),
+                np.load(Path(path, "val_docs.npy")), meta, meta["vocab_size"])
+
+
+def _split(data, split):
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    return (data.train, data.train_docs) if split == "train" else (data.val, data.val_docs)
+
+
+# -----------------------------------------------------------------------------
+# samplers
+
+
+def get_batch(data, split, batch_size, block_size, generator, device="cpu"):
+    """Random windows of block_size + 1 tokens -> x, y: (B, T) int64, y[:, t] = x[:, t + 1].
+
+    Windows may cross document boundaries (as in nanoGPT); the models see a new document begin
+    without a separator, as they do in a TBTT stream.
+    """
+    tokens, _ = _split(data, split)
+    if len(tokens) < block_size + 1:
+        raise ValueError(f"the {split} split has {len(tokens)} tokens, fewer than block_size + 1 = "
+                         f"{block_size + 1}: lower block_size or prepare a larger corpus")
+    ix = torch.randint(len(tokens) - block_size, (batch_size,), generator=generator).tolist()
+    w = torch.from_numpy(np.stack([tokens[i:i + block_size + 1] for i in ix]).astype(np.int64))
+    return w[:, :-1].contiguous().to(device), w[:, 1:].contiguous().to(device)
+
+
+class StreamSampler:
+    """batch_size contiguous streams through a split, for TBTT (paper sec. 4.5).
+
+    The split is cut into batch_size equal segments, one per row. Row b starts at a random point of
+    its segment and moves block_size tokens per batch, so x_{i+1}[b, 0] == y_i[b, -1]: the row's
+    final state is the right initial state for its next batch. At the end of its segment a row
+    wraps to the segment's start, and reset[b] is True: the training loop zeroes that row's state.
+    The random starts (the generator's only use) make rows wrap at different batches.
+    """
+
+    def __init__(self, data, batch_size, block_size, generator, split="train"):
+        self.tokens, _ = _split(data, split)
+        self.split, self.batch_size, self.block_size = split, batch_size, block_size
+        seg = len(self.tokens) // batch_size
+        if seg < block_size + 1:
+            raise ValueError(f"the {split} split has {len(self.tokens)} tokens, too few for "
+                             f"{batch_size} streams of block_size + 1 tokens: lower either")
+        self.start = np.arange(batch_size, dtype=np.int64) * seg  # (B,) each row's segment
+        self.end = self.start + seg
+        shift = torch.randint(seg - block_size, (batch_size,), generator=generator).numpy()
+        self.pos = self.start + shift                             # (B,) next window's first token
+        self.reset = np.ones(batch_size, dtype=bool)              # (B,) the first batch starts fresh
+
+    def next(self, device="cpu"):
+        """-> x, y: (B, T) int64 and reset: (B,) bool, True where the row starts from zero state."""
+        T = self.block_size
+        wrap = self.pos + T + 1 > self.end
+        self.pos[wrap] = self.start[wrap]
+        reset = torch.from_numpy(self.reset | wrap)
+        w = np.stack([self.tokens[p:p + T + 1] for p in self.pos])
+        w = torch.from_numpy(w.astype(np.int64))
+        self.pos += T  # overlap one token: this batch's last target is the next one's first input
+        self.reset[:] = False
+        return w[:, :-1].contiguous().to(device), w[:, 1:].contiguous().to(device), reset.to(device)
+
+    def state_dict(self):
+        return {"split": self.split, "batch_size": self.batch_size, "block_size": self.block_size,
+                "n_tokens": len(self.tokens), "pos": self.pos.tolist(),
+                "reset": self.reset.tolist()}
+
+    def load_state_dict(self, d):
+        mine = self.state_dict()
+        differ = [k for k in ("split", "batch_size", "block_size", "n_tokens") if d[k] != mine[k]]
+        if differ:
+            raise ValueError(f"the saved sampler differs from this one in {differ}: resume with the "
+                             f"same data, split, batch_size and block_size")
+        self.pos = np.array(d["pos"], dtype=np.int64)
+        self.reset = np.array(d["reset"], dtype=bool)
+
+
+def eval_sequences(data, n, length, seed=0, split="val"):
+    """Held-out sequences for position-wise perplexity (Def. 3.1) -> seqs (n, length), doc_ids (n,).
+
+    Each sequence lies inside one document of >= length tokens, at a random offset in it, so
+    position t of a sequence really has t tokens of its own document before it. Documents are
+    visited round-robin in a seeded random order, so n sequences cover min(n, #long docs)
+    documents; doc_ids (indices into the split's documents, meta[split]["names"]) let standard
+    errors be clustered by document, since sequences from one document are correlated.
+    """
+    tokens, starts = _split(data, split)
+    lengths = np.diff(np.append(starts, len(tokens)))
+    long_docs = np.flatnonzero(lengths >= length)
+    if len(long_docs) == 0:
+        raise ValueError(f"no {split} document has {length} tokens (the longest has "
+                         f"{lengths.max()}): ask for length <= {lengths.max()}")
+    rng = np.random.default_rng(seed)
+    docs = rng.permutation(long_docs)[np.arange(n) % len(long_docs)]
+    offsets = starts[docs] + rng.integers(0, lengths[docs] - length + 1)
+    seqs = np.stack([tokens[o:o + length] for o in offsets]).astype(np.int64)
+    return torch.from_numpy(seqs), torch.from_numpy(docs.astype(np.int64))
+
+
+if __name__ == "__main__":  # python data.py [corpus] [tokenizer]: prepare a corpus and describe it
+    import sys
+    d = load(prepare(*sys.argv[1:]))
+    print({k: v for k, v in d.meta.items() if k not in ("train", "val")})
+    for split in ("train", "val"):
+        print(f"{split}: {d.meta[split]['documents']:,} documents, {d.meta[split]['tokens']:,} tokens")
+    lengths = np.diff(np.append(d.val_docs, len(d.val)))
+    print("val documents of >= 2048 / 4096 / 8192 tokens:",
+          *[(lengths >= L).sum() for L in (2048, 4096, 8192)])

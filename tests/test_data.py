@@ -1,0 +1,262 @@
+"""data.py: every check reads the source files or the .bin files directly as its reference."""
+import json
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import decoders, models, pre_tokenizers, trainers
+
+import data
+
+TEXTS = ["The quick brown fox jumps over the lazy dog. " * 3, "Ünïcödé text: naïve café, 日本語.\n",
+         "def f(x):\n    return x + 1\n" * 5, "short", "a line\nanother line\n" * 7]
+JSONL = ["first json document " * 4, "second one, with a quote \" and a tab\t", "3rd " * 9]
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """A folder with 5 .txt files, one .jsonl file of 3 documents, and files prepare must skip."""
+    root = tmp_path / "corpus"
+    (root / "sub").mkdir(parents=True)
+    for i, t in enumerate(TEXTS):
+        (root / ("sub" if i % 2 else "") / f"doc{i}.txt").write_text(t, encoding="utf-8")
+    (root / "more.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in JSONL) + "\n\n")
+    (root / "empty.txt").write_bytes(b"")
+    (root / "notes.md").write_text("not a document")
+    return root
+
+
+def source_docs(root):
+    """name -> bytes, read independently of data.py."""
+    docs = {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*.txt") if p.stat().st_size}
+    docs.update({f"more.jsonl:{i + 1}": t.encode() for i, t in enumerate(JSONL)})
+    return docs
+
+
+@pytest.fixture
+def tiny_bpe(tmp_path):
+    """A real tokenizer.json (byte-level BPE, 300 ids) trained on a few sentences."""
+    tok = HFTokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(TEXTS + JSONL, trainer)
+    path = tmp_path / "tiny-bpe" / "tokenizer.json"
+    path.parent.mkdir()
+    tok.save(str(path))
+    return path
+
+
+def test_prepare_bytes_matches_source(corpus, tmp_path, capsys):
+    path = data.prepare(str(corpus), "bytes", tmp_path / "data")
+    assert Path(path).name == "corpus-bytes"
+    d = data.load(path)
+    docs = source_docs(corpus)
+    names = d.meta["train"]["names"] + d.meta["val"]["names"]
+    assert sorted(names) == sorted(docs)  # every non-empty document once, .md and empty left out
+    assert not set(d.meta["train"]["names"]) & set(d.meta["val"]["names"])
+    assert len(d.meta["val"]["names"]) >= 1 and len(d.meta["train"]["names"]) >= 1
+    assert d.train.dtype == np.uint8 and d.val.dtype == np.uint8 and d.vocab_size == 256
+    for split, tokens, starts in (("train", d.train, d.train_docs), ("val", d.val, d.val_docs)):
+        split_names = d.meta[split]["names"]
+        assert bytes(tokens) == b"".join(docs[n] for n in split_names)
+        assert starts.dtype == np.int64
+        assert starts.tolist() == np.cumsum([0] + [len(docs[n]) for n in split_names])[:-1].tolist()
+        assert d.meta[split]["tokens"] == len(tokens)
+        assert d.meta[split]["documents"] == len(split_names)
+    capsys.readouterr()
+    assert data.prepare(str(corpus), "bytes", tmp_path / "data") == path
+    assert "reusing" in capsys.readouterr().out
+
+
+def test_prepare_redoes_an_interrupted_prepare(corpus, tmp_path):
+    path = Path(data.prepare(str(corpus), "bytes", tmp_path / "data"))
+    good = (path / "train.bin").read_bytes()
+    (path / "meta.json").unlink()                # as if killed before the last write
+    (path / "train.bin").write_bytes(b"garbage")
+    with pytest.raises(FileNotFoundError, match="run"):
+        data.load(path)
+    data.prepare(str(corpus), "bytes", tmp_path / "data")
+    assert (path / "train.bin").read_bytes() == good
+
+
+def test_prepare_with_a_tokenizer_json(corpus, tiny_bpe, tmp_path):
+    d = data.load(data.prepare(str(corpus), str(tiny_bpe), tmp_path / "data"))
+    assert d.train.dtype == np.uint16 and d.vocab_size == 300
+    tok = data.get_tokenizer(str(tiny_bpe.parent))  # the folder works as well as the file
+    docs = source_docs(corpus)
+    for split, tokens, starts in (("train", d.train, d.train_docs), ("val", d.val, d.val_docs)):
+        bounds = list(starts) + [len(tokens)]
+        for k, name in enumerate(d.meta[split]["names"]):
+            assert tok.decode(tokens[bounds[k]:bounds[k + 1]]) == docs[name].decode()
+
+
+def test_prepare_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        data.prepare(str(tmp_path / "nowhere"), "bytes", tmp_path / "data")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no non-empty documents"):
+        data.prepare(str(tmp_path / "empty"), "bytes", tmp_path / "data")
+    (tmp_path / "one.txt").write_text("a single document")
+    with pytest.raises(ValueError, match="one document"):
+        data.prepare(str(tmp_path / "one.txt"), "bytes", tmp_path / "data")
+    with pytest.raises(FileNotFoundError, match="python data.py"):
+        data.load(tmp_path / "data" / "nothing-here")
+    for parent in ("a", "b"):  # two corpora with the same folder name share a prepared folder name
+        (tmp_path / parent / "texts").mkdir(parents=True)
+        for i in range(2):
+            (tmp_path / parent / "texts" / f"{i}.txt").write_text(f"{parent} {i}")
+    data.prepare(str(tmp_path / "a" / "texts"), "bytes", tmp_path / "data")
+    with pytest.raises(ValueError, match="another data_dir"):
+        data.prepare(str(tmp_path / "b" / "texts"), "bytes", tmp_path / "data")
+
+
+@pytest.fixture(scope="module")
+def stdlib(tmp_path_factory):
+    return data.load(data.prepare("stdlib", "bytes", tmp_path_factory.mktemp("data")))
+
+
+def test_stdlib_corpus(stdlib):
+    root = Path(sysconfig.get_paths()["stdlib"])
+    sizes = {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*.py")
+             if "site-packages" not in p.parts and "dist-packages" not in p.parts}
+    names = stdlib.meta["train"]["names"] + stdlib.meta["val"]["names"]
+    assert sorted(names) == sorted(n for n, s in sizes.items() if s > 0)
+    assert stdlib.meta["train"]["documents"] > 1000
+    assert len(stdlib.train) + len(stdlib.val) == sum(sizes.values())
+    name = stdlib.meta["val"]["names"][3]  # spot check one document against its file
+    start, end = stdlib.val_docs[3], stdlib.val_docs[4]
+    assert bytes(stdlib.val[start:end]) == (root / name).read_bytes()
+
+
+def test_get_batch(stdlib):
+    g = torch.Generator().manual_seed(0)
+    x, y = data.get_batch(stdlib, "val", 8, 64, g)
+    assert x.shape == y.shape == (8, 64) and x.dtype == y.dtype == torch.int64
+    assert torch.equal(x[:, 1:], y[:, :-1])
+    val = bytes(stdlib.val)
+    for row_x, row_y in zip(x, y):  # each row is a contiguous slice of the split
+        window = bytes(row_x.tolist()) + bytes(row_y[-1:].tolist())
+        assert window in val
+    x2, y2 = data.get_batch(stdlib, "val", 8, 64, torch.Generator().manual_seed(0))
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    with pytest.raises(ValueError, match="fewer than block_size"):
+        data.get_batch(stdlib, "val", 1, len(stdlib.val), g)
+    with pytest.raises(ValueError, match="split"):
+        data.get_batch(stdlib, "test", 1, 8, g)
+
+
+def test_stream_sampler_is_contiguous(stdlib):
+    s = data.StreamSampler(stdlib, 4, 32, torch.Generator().manual_seed(0), split="val")
+    batches = [s.next() for _ in range(3)]
+    assert batches[0][2].all() and not batches[1][2].any()
+    for (x0, y0, _), (x1, y1, _) in zip(batches, batches[1:]):
+        assert torch.equal(y0[:, -1], x1[:, 0])
+    val = bytes(stdlib.val)
+    for b in range(4):  # a row's three batches are one slice of the split
+        row = [x[b] for x, _, _ in batches] + [batches[2][1][b, -1:]]
+        assert bytes(torch.cat(row).tolist()) in val, f"row {b} is not contiguous"
+
+
+def test_stream_sampler_wraps_and_resumes(corpus, tmp_path):
+    d = data.load(data.prepare(str(corpus), "bytes", tmp_path / "data"))
+    B, T = 2, 8
+    seg = len(d.train) // B
+    s = data.StreamSampler(d, B, T, torch.Generator().manual_seed(1))
+    train = np.asarray(d.train)
+    pos, wraps = None, 0
+    for i in range(3 * seg // T):
+        x, y, reset = s.next()
+        starts = [int(p) for p in s.pos - T]  # where this batch's windows began
+        for b in range(B):
+            assert np.array_equal(x[b].numpy(), train[starts[b]:starts[b] + T])
+            assert b * seg <= starts[b] and starts[b] + T + 1 <= (b + 1) * seg  # stays in its segment
+            if i == 0:
+                assert reset[b]
+            elif reset[b]:
+                assert starts[b] == b * seg and pos[b] + T + 1 > (b + 1) * seg  # wrapped
+                wraps += 1
+            else:
+                assert starts[b] == pos[b]  # continued
+        pos = s.pos.copy()
+    assert wraps >= 2 * B  # every row wrapped, twice
+    state = s.state_dict()
+    expected = [s.next() for _ in range(5)]
+    s2 = data.StreamSampler(d, B, T, torch.Generator().manual_seed(99))
+    s2.load_state_dict(json.loads(json.dumps(state)))  # survives a checkpoint's serialisation
+    for a, b in zip(expected, [s2.next() for _ in range(5)]):
+        assert all(torch.equal(u, v) for u, v in zip(a, b))
+    with pytest.raises(ValueError, match="batch_size"):
+        data.StreamSampler(d, 3, T, torch.Generator()).load_state_dict(state)
+    with pytest.raises(ValueError, match="too few"):
+        data.StreamSampler(d, B, seg, torch.Generator())
+
+
+def test_eval_sequences(stdlib):
+    seqs, doc_ids = data.eval_sequences(stdlib, 64, 2048, seed=0)
+    assert seqs.shape == (64, 2048) and seqs.dtype == doc_ids.dtype == torch.int64
+    root = Path(sysconfig.get_paths()["stdlib"])
+    names = stdlib.meta["val"]["names"]
+    for seq, k in zip(seqs, doc_ids.tolist()):
+        assert bytes(seq.tolist()) in (root / names[k]).read_bytes()  # inside the reported document
+    n_long = sum((root / n).stat().st_size >= 2048 for n in names)
+    assert len(set(doc_ids.tolist())) == min(64, n_long)  # round robin over every long document
+    again, again_ids = data.eval_sequences(stdlib, 64, 2048, seed=0)
+    assert torch.equal(seqs, again) and torch.equal(doc_ids, again_ids)
+    longest = max((root / n).stat().st_size for n in names)
+    with pytest.raises(ValueError, match=f"longest has {longest}"):
+        data.eval_sequences(stdlib, 4, longest + 1)
+
+
+def test_bytes_tokenizer():
+    tok = data.get_tokenizer("bytes")
+    text = "plain ascii, Ünïcödé, 日本語, emoji 🙂"
+    assert tok.vocab_size == 256 and tok.encode(text) == list(text.encode("utf-8"))
+    assert tok.decode(tok.encode(text)) == text
+    assert tok.decode(torch.tensor(tok.encode(text))) == text
+    assert tok.decode([0xFF]) == "\ufffd"  # invalid UTF-8 is replaced, not an error
+
+
+def test_tokenizer_json(tiny_bpe):
+    for name in (str(tiny_bpe), str(tiny_bpe.parent)):
+        tok = data.get_tokenizer(name)
+        assert tok.vocab_size == 300
+        text = "The lazy fox returns x + 1, naïvely."
+        ids = tok.encode(text)
+        assert all(0 <= i < 300 for i in ids) and len(ids) < len(text)  # merges were used
+        assert tok.decode(ids) == text
+
+
+def test_tokenizer_errors(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="'bytes'.*gpt2.*gpt-neox"):
+        data.get_tokenizer("no-such-tokenizer")
+    with pytest.raises(FileNotFoundError, match="no tokenizer file"):
+        data.get_tokenizer(str(tmp_path))
+    import huggingface_hub.constants
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # fail fast, no retries
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))  # not cached
+    with pytest.raises(FileNotFoundError, match="https://huggingface.co/EleutherAI/gpt-neox-20b"):
+        data.get_tokenizer("gpt-neox")
+
+
+def test_tiktoken_offline_message(tmp_path, monkeypatch):
+    """Offline, the error names the URL and the cache path; tiktoken really reads that path."""
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+    try:
+        tok = data.get_tokenizer("r50k_base")
+    except FileNotFoundError as e:
+        msg = str(e)
+    else:  # a machine with a network: it downloaded and works
+        assert tok.vocab_size == 50257 and tok.decode(tok.encode("hello world")) == "hello world"
+        return
+    url = "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"
+    assert url in msg
+    path = Path(msg.split(" and save it as ")[1].split(" (")[0])
+    assert path.parent == tmp_path
+    path.write_bytes(b"not the real file")  # tiktoken finds it, rejects its hash and deletes it
+    with pytest.raises(FileNotFoundError):
+        data.get_tokenizer("r50k_base")
+    assert not path.exists()

@@ -1,0 +1,160 @@
+"""The three scans against the definition (scan_ref in float64), and against hand-computed cases.
+
+The Triton kernels run here through Triton's interpreter (conftest.py sets TRITON_INTERPRET=1),
+which is slow, so the shapes are small but cover every path: T = 1, T shorter than a chunk, T equal
+to a chunk, T not a multiple of the chunk, K and V that are not powers of two, V wider than one
+64-channel block (so the kernels' per-block partial sums are exercised), with and without h0, and
+both forms of g.
+"""
+import pytest
+import torch
+
+from scan_kernel import scan, scan_chunked, scan_ref
+
+# (B, T, H, K, V, chunk_size)
+SHAPES = [
+    (2, 1, 2, 4, 4, 16),     # a single token
+    (1, 11, 2, 5, 3, 16),    # T < chunk, odd K and V
+    (2, 32, 1, 8, 16, 16),   # T a multiple of the chunk
+    (2, 37, 3, 7, 5, 16),    # T not a multiple of the chunk
+    (1, 45, 1, 33, 70, 32),  # K > 32, V spans two value blocks of 64
+]
+
+
+def make_inputs(B, T, H, K, V, per_channel, with_h0, dtype=torch.float64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(B, T, H, K, generator=gen, dtype=dtype)
+    k = torch.randn(B, T, H, K, generator=gen, dtype=dtype)
+    v = torch.randn(B, T, H, V, generator=gen, dtype=dtype)
+    g_shape = (B, T, H, K) if per_channel else (B, T, H)
+    g = -torch.rand(g_shape, generator=gen, dtype=dtype)          # log decays in [-1, 0]
+    h0 = torch.randn(B, H, K, V, generator=gen, dtype=dtype) if with_h0 else None
+    return q, k, v, g, h0
+
+
+def outputs_and_grads(fn, inputs, dtype, **kw):
+    """o, h, and the gradients of a loss that uses both o and the final state h (the final state's
+    own gradient is what state passing and TBTT rely on)."""
+    inputs = [None if x is None else x.detach().to(dtype).requires_grad_() for x in inputs]
+    o, h = fn(*inputs, **kw)
+    gen = torch.Generator().manual_seed(1)
+    do = torch.randn(o.shape, generator=gen, dtype=torch.float64)
+    dh = torch.randn(h.shape, generator=gen, dtype=torch.float64)
+    loss = (o.double() * do).sum() + (h.double() * dh).sum()
+    loss.backward()
+    return [o.double(), h.double()] + [x.grad.double() for x in inputs if x is not None]
+
+
+def assert_close(got, want, rtol, what):
+    names = ["o", "h", "dq", "dk", "dv", "dg", "dh0"]
+    for name, a, b in zip(names, got, want):
+        # relative to the largest entry, or to 1 where the exact value is ~0 (dg at T = 1 with a
+        # zero h0 is exactly 0, and the float32 kernels return rounding noise of O(1e-7) there)
+        err = ((a - b).abs().max() / b.abs().max().clamp_min(1.0)).item()
+        assert err < rtol, f"{what}: {name} differs from scan_ref by {err:.2e}"
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "B{}T{}H{}K{}V{}C{}".format(*s))
+@pytest.mark.parametrize("per_channel", [False, True], ids=["g_per_head", "g_per_channel"])
+@pytest.mark.parametrize("with_h0", [False, True], ids=["zero_h0", "h0"])
+def test_three_scans_agree(shape, per_channel, with_h0):
+    *dims, C = shape
+    inputs = make_inputs(*dims, per_channel, with_h0)
+    want = outputs_and_grads(scan_ref, inputs, torch.float64)
+    chunked = outputs_and_grads(scan_chunked, inputs, torch.float64, chunk_size=C)
+    assert_close(chunked, want, 1e-10, "scan_chunked (float64)")
+    triton = outputs_and_grads(scan, inputs, torch.float32, chunk_size=C)
+    assert_close(triton, want, 1e-4, "scan (Triton, float32)")
+
+
+@pytest.mark.parametrize("per_channel", [False, True], ids=["g_per_head", "g_per_channel"])
+def test_gradcheck_chunked(per_channel):
+    q, k, v, g, h0 = make_inputs(1, 13, 2, 3, 2, per_channel, with_h0=True)
+    inputs = [x.requires_grad_() for x in (q, k, v, g, h0)]
+    assert torch.autograd.gradcheck(lambda *a: scan_chunked(*a, chunk_size=4), inputs)
+
+
+@pytest.mark.parametrize("per_channel", [False, True], ids=["g_per_head", "g_per_channel"])
+def test_no_decay_is_a_running_sum(per_channel):
+    # g = 0: S_t = h0 + sum_{s<=t} k_s v_s^T, computed here with a cumulative sum, no scan.
+    q, k, v, g, h0 = make_inputs(1, 40, 2, 4, 3, per_channel, with_h0=True, dtype=torch.float32)
+    g = torch.zeros_like(g)
+    S = h0[:, None] + torch.cumsum(k[..., :, None] * v[..., None, :], dim=1)    # (B, T, H, K, V)
+    o_want = torch.einsum("bthk,bthkv->bthv", q, S)
+    for fn in (scan_chunked, scan):
+        o, h = fn(q, k, v, g, h0, chunk_size=16)
+        torch.testing.assert_close(o, o_want, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(h, S[:, -1], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("per_channel", [False, True], ids=["g_per_head", "g_per_channel"])
+def test_total_decay_forgets_everything(per_channel):
+    # g = -50: exp(-50) ~ 2e-22, so S_t = k_t v_t^T and o_t = (q_t . k_t) v_t. A chunked scan that
+    # factored exp(G_t - G_s) as exp(G_t) * exp(-G_s) would overflow here and return NaN.
+    q, k, v, g, h0 = make_inputs(2, 40, 2, 4, 3, per_channel, with_h0=True, dtype=torch.float32)
+    g = torch.full_like(g, -50.0)
+    o_want = (q * k).sum(-1, keepdim=True) * v
+    h_want = k[:, -1, :, :, None] * v[:, -1, :, None, :]
+    for fn in (scan_chunked, scan):
+        inputs = [x.clone().requires_grad_() for x in (q, k, v, g, h0)]
+        o, h = fn(*inputs, chunk_size=16)
+        torch.testing.assert_close(o, o_want, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(h, h_want, rtol=1e-5, atol=1e-5)
+        (o.sum() + h.sum()).backward()
+        assert all(x.grad.isfinite().all() for x in inputs), f"{fn.__name__}: non-finite gradient"
+
+
+def test_long_sequence_chunked_matches_loop():
+    # 20,000 steps with slow decay: the state grows to O(100) and must stay finite and exact.
+    q, k, v, g, _ = make_inputs(1, 20_000, 2, 4, 3, per_channel=True, with_h0=False, dtype=torch.float32)
+    g = g * 0.01
+    o_ref, h_ref = scan_ref(q, k, v, g)
+    o, h = scan_chunked(q, k, v, g)
+    assert o.isfinite().all() and h.isfinite().all()
+    scale = o_ref.abs().max()
+    assert scale > 10, "the test should exercise a large state"
+    assert ((o - o_ref).abs().max() / scale) < 1e-5
+    assert ((h - h_ref).abs().max() / h_ref.abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize("fn", [scan_chunked, scan])
+def test_streaming_equals_one_pass(fn):
+    # Two calls with the final state carried equal one call, in value and in gradient: the property
+    # that state passing, TBTT and streamed evaluation rest on.
+    q, k, v, g, h0 = make_inputs(1, 48, 2, 5, 6, per_channel=True, with_h0=True, dtype=torch.float32)
+    whole = outputs_and_grads(fn, (q, k, v, g, h0), torch.float32, chunk_size=16)
+
+    def two_pieces(q, k, v, g, h0, chunk_size):
+        o1, h1 = fn(q[:, :20], k[:, :20], v[:, :20], g[:, :20], h0, chunk_size=chunk_size)
+        o2, h2 = fn(q[:, 20:], k[:, 20:], v[:, 20:], g[:, 20:], h1, chunk_size=chunk_size)
+        return torch.cat([o1, o2], dim=1), h2
+    pieces = outputs_and_grads(two_pieces, (q, k, v, g, h0), torch.float32, chunk_size=16)
+    assert_close(pieces, whole, 1e-5, f"{fn.__name__} in two pieces")
+
+
+@pytest.mark.parametrize("dtype,rtol", [(torch.bfloat16, 2e-2), (torch.float16, 2e-3)])
+def test_low_precision_inputs(dtype, rtol):
+    q, k, v, g, h0 = make_inputs(1, 40, 2, 8, 16, per_channel=False, with_h0=True, dtype=dtype)
+    o_ref, h_ref = scan_ref(*(x.double() for x in (q, k, v, g, h0)))
+    o, h = scan(q, k, v, g, h0, chunk_size=16)
+    assert o.dtype == dtype and h.dtype == torch.float32
+    assert ((o.double() - o_ref).abs().max() / o_ref.abs().max()) < rtol
+    assert ((h.double() - h_ref).abs().max() / h_ref.abs().max()) < 1e-5   # the state stays float32
+
+
+@pytest.mark.parametrize("fn", [scan_ref, scan_chunked, scan])
+def test_bad_input_names_the_argument(fn):
+    q, k, v, g, h0 = make_inputs(1, 8, 2, 4, 3, per_channel=True, with_h0=True, dtype=torch.float32)
+    bad = {
+        "k must have q's shape": dict(k=k[:, :5]),
+        "v must be": dict(v=v[:, :, :1]),
+        "g must be": dict(g=g[..., :2]),
+        "h0 must be": dict(h0=h0[:, :, :2]),
+        "q must be a floating-point tensor": dict(q=q.long()),
+        "q must be \\(B, T, H, K\\)": dict(q=q[0]),
+        "the sequence is empty": dict(q=q[:, :0], k=k[:, :0], v=v[:, :0], g=g[:, :0]),
+    }
+    for message, change in bad.items():
+        args = dict(q=q, k=k, v=v, g=g, h0=h0) | change
+        with pytest.raises(ValueError, match=message):
+            fn(**args)
