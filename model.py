@@ -188,7 +188,13 @@ class Mamba2(nn.Module):
                    else state["conv"].to(xBC.dtype))
         xBC = torch.cat([history, xBC], dim=2)                              # (B, conv_dim, d_conv - 1 + T)
         conv_state = xBC[:, :, T:]                                          # the last d_conv - 1 inputs
-        xBC = F.silu(F.conv1d(xBC, self.conv1d.weight, self.conv1d.bias, groups=self.conv_dim))
+        w = self.conv1d.weight[:, 0, :, None]                               # (conv_dim, d_conv, 1)
+        # depthwise: out_t = bias + sum_i w_i * in_{t-d_conv+1+i}, a sum of d_conv shifted copies
+        # (the same as F.conv1d(..., groups=conv_dim), and faster to differentiate on the CPU)
+        xBC = sum(w[:, i] * xBC[:, :, i:i + T] for i in range(c.d_conv))
+        if self.conv1d.bias is not None:
+            xBC = xBC + self.conv1d.bias[:, None]
+        xBC = F.silu(xBC)
         x, Bt, Ct = xBC.transpose(1, 2).split([c.d_inner, G * N, G * N], dim=-1)
         x = x.reshape(Bsz, T, H, P)
 
@@ -314,9 +320,12 @@ class LM(nn.Module):
         device = device or self.lm_head.weight.device
         return [block.mixer.zero_state(batch_size, device) for block in self.backbone.layers]
 
-    def forward(self, idx, targets=None, states=None):
+    def forward(self, idx, targets=None, states=None, last_only=False):
         """idx: (B, T) token ids; targets: (B, T) or None (-1 is ignored); states: per-layer list or None.
-        Returns logits (B, T, padded_vocab_size), the mean cross-entropy or None, the states after idx."""
+        Returns logits (B, T, padded_vocab_size), the mean cross-entropy or None, the states after idx.
+        last_only: logits (B, 1, padded_vocab_size) of the last position only (then targets: (B, 1)), for
+        whoever needs just the next token (generate, effrem.py): with a 50k vocabulary the projection at
+        every position costs about as much as the rest of a small model."""
         if states is not None and len(states) != self.config.n_layer:
             raise ValueError(f"states has {len(states)} entries, the model has {self.config.n_layer} layers")
         x = self.backbone.embedding(idx)
@@ -326,6 +335,8 @@ class LM(nn.Module):
         for i, block in enumerate(self.backbone.layers):
             x, state = block(x, None if states is None else states[i])
             new_states.append(state)
+        if last_only:
+            x = x[:, -1:]
         logits = self.lm_head(self.backbone.norm_f(x))
         loss = None
         if targets is not None:
@@ -338,7 +349,7 @@ class LM(nn.Module):
         once; after that each token costs one step of the recurrence, whatever the length so far."""
         new, states = idx, None
         for _ in range(max_new_tokens):
-            logits, _, states = self(new, states=states)
+            logits, _, states = self(new, states=states, last_only=True)
             logits = logits[:, -1, :self.config.vocab_size].float()      # never the padding rows
             if temperature == 0:
                 new = logits.argmax(dim=-1, keepdim=True)
@@ -356,9 +367,16 @@ class LM(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name_or_path):
-        """Load a mamba_ssm checkpoint: a local directory holding config.json and pytorch_model.bin, or
-        a hub id such as "state-spaces/mamba2-130m" (downloaded with huggingface_hub). Everything is
-        checked before any weight is assigned; every problem raises with the fix in its message."""
+        """Load a model: a directory written by train.py (its ckpt.pt), or a mamba_ssm checkpoint: a local
+        directory holding config.json and pytorch_model.bin, or a hub id such as "state-spaces/mamba2-130m"
+        (downloaded with huggingface_hub). Everything is checked before any weight is assigned; every
+        problem raises with the fix in its message."""
+        ckpt_file = os.path.join(name_or_path, "ckpt.pt")
+        if os.path.isfile(ckpt_file):   # one of this project's training runs
+            ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=True)
+            model = cls(ModelConfig(**ckpt["model_config"]))
+            model.load_state_dict(ckpt["model"])
+            return model
         config_file, weights_file = _checkpoint_files(name_or_path)
         with open(config_file) as f:
             config = config_from_mamba_ssm(json.load(f), where=config_file)

@@ -88,6 +88,31 @@ def scan_ref(q, k, v, g, h0=None):
 # ----------------------------------------------------------------------------------------------
 # 2. The chunked algorithm
 
+def _intra_chunk_by_halving(q, k, v, G):
+    """Step 3 of scan_chunked for a decay per key channel: o_t = sum_{s<=t in chunk}
+    (q_t * exp(G_t - G_s)) . k_s v_s, with q, k (B, H, N, C, K), v (B, H, N, C, V), G (B, H, N, C, K).
+
+    The pairs s < t are split by halving: in each block of 2h tokens the h tokens of the second half
+    read the h tokens of the first half through the first half's last position m, with
+    exp(G_t - G_s) = exp(G_t - G_m) * exp(G_m - G_s): both factors are <= 1 since s <= m < t, and
+    the block is two ordinary matrix products. Every pair s < t is split at exactly one level
+    (h = C/2, C/4, ..., 1), and s = t has decay 1. Cost: log2(C) levels of O(C K) exps per chunk,
+    against O(C^2 K) for the (C, C, K) tensor of all pairwise decays."""
+    B, H, N, C, K = q.shape
+    V = v.shape[-1]
+    o = (q * k).sum(-1, keepdim=True) * v
+    h = C // 2
+    while h >= 1:
+        blocks = (B, H, N * C // (2 * h), 2, h)   # (..., which half, position in the half)
+        qb, kb, vb, Gb = q.view(*blocks, K), k.view(*blocks, K), v.view(*blocks, V), G.view(*blocks, K)
+        Gm = Gb[..., 0, -1:, :]                                  # G at the first half's last token
+        q2 = (Gb[..., 1, :, :] - Gm).exp_() * qb[..., 1, :, :]   # second half, decayed back to m
+        k1 = (Gm - Gb[..., 0, :, :]).exp_() * kb[..., 0, :, :]   # first half, decayed forward to m
+        o.view(*blocks, V)[..., 1, :, :] += (q2 @ k1.transpose(-1, -2)) @ vb[..., 0, :, :]
+        h //= 2
+    return o
+
+
 def scan_chunked(q, k, v, g, h0=None, chunk_size=64):
     """The recurrence in chunks of C = chunk_size tokens (C a power of two), in five steps.
 
@@ -117,23 +142,16 @@ def scan_chunked(q, k, v, g, h0=None, chunk_size=64):
     # 2. Cumulative log decay inside each chunk: G[..., t, :] = g_0 + ... + g_t (chunk-local t).
     G = g.cumsum(dim=3)
 
-    # 3. Inside each chunk, sum_{s<=t} exp(G_t - G_s) (q_t . k_s) v_s. With one decay per head this
-    #    is SSD's masked product ((Q K^T) * L) V, L[t, s] = exp(G_t - G_s) for s <= t (Dao & Gu,
-    #    2024); with a decay per key channel L would need a K axis, (C, C, K). Instead, split the
-    #    pairs by halving: in each block of 2h tokens, the h tokens of the second half read the h
-    #    tokens of the first half through the first half's last position m, with
-    #    exp(G_t - G_s) = exp(G_t - G_m) * exp(G_m - G_s), both factors <= 1 since s <= m < t.
-    #    Every pair s < t is split at exactly one level (h = C/2, C/4, ..., 1); s = t has decay 1.
-    o = (q * k).sum(-1, keepdim=True) * v
-    h = C // 2
-    while h >= 1:
-        blocks = (B, H, N * C // (2 * h), 2, h)   # (..., which half, position in the half)
-        qb, kb, vb, Gb = q.view(*blocks, K), k.view(*blocks, K), v.view(*blocks, V), G.view(*blocks, -1)
-        Gm = Gb[..., 0, -1:, :]                                  # G at the first half's last token
-        q2 = (Gb[..., 1, :, :] - Gm).exp_() * qb[..., 1, :, :]   # second half, decayed back to m
-        k1 = (Gm - Gb[..., 0, :, :]).exp_() * kb[..., 0, :, :]   # first half, decayed forward to m
-        o.view(*blocks, V)[..., 1, :, :] += (q2 @ k1.transpose(-1, -2)) @ vb[..., 0, :, :]
-        h //= 2
+    # 3. Inside each chunk, sum_{s<=t} exp(G_t - G_s) (q_t . k_s) v_s. With one decay per head
+    #    this is SSD's masked product ((Q K^T) * L) V with L[t, s] = exp(G_t - G_s) for s <= t, and
+    #    0 above the diagonal (Dao & Gu, 2024): the exponent is masked to -inf *before* the exp, so
+    #    no entry overflows. With a decay per key channel, L would need a K axis: see the halving.
+    if g.shape[-1] == 1:
+        causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
+        L = (G - G.transpose(-1, -2)).masked_fill(~causal, -math.inf).exp()   # (B, H, N, C, C)
+        o = ((q @ k.transpose(-1, -2)) * L) @ v
+    else:
+        o = _intra_chunk_by_halving(q, k, v, G)
 
     # 4. What each chunk adds to the state (eq. 4a inside the chunk), and its total decay.
     G_last = G[..., -1:, :]                                              # (B, H, N, 1, K|1)
