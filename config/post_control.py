@@ -1,0 +1,10 @@
+# The control for the post-trainings: the same 300 steps from the same baseline, from a zero state as
+# in pretraining. Whatever the post-training changes beyond this is the intervention's doing.
+#   python train.py config/post_control.py
+out_dir = "out-control"
+init_from = "assets/baseline"
+intervention = "zero"
+max_iters = 300
+learning_rate = 3e-3
+lr_decay = "constant"
+warmup_iters = 0

@@ -1,0 +1,12 @@
+# State Passing post-training of the baseline (paper sec. 4.4): each batch starts from the final
+# state of the previous (unrelated, shuffled) batch, each row zeroed with probability 0.1. 300 steps
+# is about 7% of the baseline's pretraining steps; the paper uses 100-500 steps (0.02-0.1%).
+#   python train.py config/post_state_passing.py
+out_dir = "out-state_passing"
+init_from = "assets/baseline"
+intervention = "state_passing"
+p_zero = 0.1
+max_iters = 300
+learning_rate = 3e-3
+lr_decay = "constant"
+warmup_iters = 0

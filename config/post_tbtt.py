@@ -1,0 +1,10 @@
+# TBTT post-training (paper sec. 4.5): 32 contiguous streams through the training data; each batch
+# continues the previous one row by row and starts from its final state (gradient cut between).
+#   python train.py config/post_tbtt.py
+out_dir = "out-tbtt"
+init_from = "assets/baseline"
+intervention = "tbtt"
+max_iters = 300
+learning_rate = 3e-3
+lr_decay = "constant"
+warmup_iters = 0

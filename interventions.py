@@ -1,0 +1,170 @@
+"""
+The paper's method (sec. 4): during training, choose each sequence's initial state S_{-1}.
+
+A model trained only from S_{-1} = 0 on sequences of T tokens only ever sees the states of the first
+T tokens of a document; beyond T its states leave that distribution and it fails (the unexplored
+states hypothesis, sec. 3.6). Each sampler below draws S_{-1} from a distribution closer to the
+states a long sequence attains (sec. 4.1-4.5, in the order of fig. 5):
+
+    zero            S_{-1} = 0: the standard training, the baseline
+    random_noise    S_{-1} ~ N(0, sigma^2), i.i.d., one sigma for all layers and heads      (4.2)
+    fitted_noise    S_{-1} ~ N(mu_lh, sigma^2_lh), fitted to the final states seen so far   (4.3)
+    state_passing   S_{-1} = the previous batch's final state (an unrelated sequence),
+                    each row zeroed with probability p_zero = 0.1                           (4.4)
+    tbtt            S_{-1} = the final state of the same stream's previous chunk (batch
+                    i+1 continues batch i row by row; data.StreamSampler)                   (4.5)
+
+Every sampler has the same small interface, used by train.py once per step:
+    states = sampler.initial_states(reset)   # per-layer states for this batch, or None for zeros
+    ... logits, loss, final = model(x, y, states=states) ...
+    sampler.observe(final)                   # the batch's final states (detached here)
+and state_dict() / load_state_dict() so that a resumed run continues exactly. `reset` (B,) bool
+marks rows whose stream starts afresh (TBTT only; the other samplers ignore it).
+Evaluation always starts from zero: the interventions are for training only (sec. 4.2).
+
+The states are model.py's layout: one dict per layer, "S" (B, H, K, V) float32 and, for Mamba-2,
+"conv" (B, conv_dim, d_conv - 1), the last inputs of the short causal convolution. What happens to
+that conv history under each sampler:
+    zero, random_noise, fitted_noise: zero. The paper's noise models the SSM state h of eq. 4; the
+        conv history is three tokens of local input, and "no previous token" is what the start of
+        every document looks like.
+    state_passing, tbtt: passed along with S. Both are the final state of a real sequence, and for
+        TBTT this makes the next chunk exactly the continuation of one long sequence (only the
+        gradient is cut at the chunk boundary).
+"""
+import torch
+
+
+def _detach(states):
+    return [{name: s.detach() for name, s in layer.items()} for layer in states]
+
+
+class Sampler:
+    """The shared interface. `template`: the model's zero states for a batch (LM.zero_states), which
+    fixes the shapes and the device; `generator`: a torch.Generator on that device."""
+
+    def __init__(self, template, generator):
+        self.template, self.generator, self.final = template, generator, None
+
+    def initial_states(self, reset=None):
+        return None
+
+    def observe(self, final_states):
+        self.final = _detach(final_states)
+
+    def state_dict(self):
+        return {"final": self.final, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, d):
+        self.final = d["final"]
+        self.generator.set_state(d["generator"])
+
+    def _randn_like(self, x):
+        return torch.randn(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)
+
+    def _keep_rows(self, states, keep):
+        """states with the rows where keep (B,) is False set to zero (S and conv history alike)."""
+        return [{name: s * keep.view(-1, *[1] * (s.dim() - 1)).to(s.dtype) for name, s in layer.items()}
+                for layer in states]
+
+
+class Zero(Sampler):
+    """S_{-1} = 0 (eq. 1a as usually trained)."""
+
+
+class RandomNoise(Sampler):
+    """Sec. 4.2: every entry of S_{-1} i.i.d. N(0, sigma^2). sigma must be tuned per model (app. F):
+    too small does nothing, too large hurts."""
+
+    def __init__(self, template, generator, sigma):
+        super().__init__(template, generator)
+        self.sigma = sigma
+
+    def initial_states(self, reset=None):
+        return [{name: self.sigma * self._randn_like(s) if name == "S" else torch.zeros_like(s)
+                 for name, s in layer.items()} for layer in self.template]
+
+
+class FittedNoise(Sampler):
+    """Sec. 4.3: per layer l and head h, moving averages of the mean and the variance of the final
+    states, taken over the batch and the state's K and V dimensions (eqs. 5-6):
+        mu_lh      <- (1 - beta) Mean(S_T[l, :, h]) + beta mu_lh
+        sigma^2_lh <- (1 - beta) Var(S_T[l, :, h])  + beta sigma^2_lh
+    and S_{-1}[l, :, h] is drawn i.i.d. from N(mu_lh, sigma^2_lh). Before the first batch has been
+    seen there is nothing fitted yet, and S_{-1} = 0."""
+
+    def __init__(self, template, generator, beta=0.1):
+        super().__init__(template, generator)
+        self.beta, self.mu, self.var = beta, None, None
+
+    def observe(self, final_states):
+        S = [layer["S"].detach() for layer in final_states]             # per layer (B, H, K, V)
+        mean = [s.mean(dim=(0, 2, 3)) for s in S]                        # per layer (H,)
+        var = [s.var(dim=(0, 2, 3), unbiased=False) for s in S]
+        if self.mu is None:                                              # the first batch: no past
+            self.mu, self.var = mean, var
+        else:
+            b = self.beta
+            self.mu = [(1 - b) * m + b * mu for m, mu in zip(mean, self.mu)]
+            self.var = [(1 - b) * v + b * var for v, var in zip(var, self.var)]
+
+    def initial_states(self, reset=None):
+        if self.mu is None:
+            return None
+        return [{name: (mu[:, None, None] + var.sqrt()[:, None, None] * self._randn_like(s)) if name == "S"
+                 else torch.zeros_like(s) for name, s in layer.items()}
+                for layer, mu, var in zip(self.template, self.mu, self.var)]
+
+    def state_dict(self):
+        return super().state_dict() | {"mu": self.mu, "var": self.var}
+
+    def load_state_dict(self, d):
+        super().load_state_dict(d)
+        self.mu, self.var = d["mu"], d["var"]
+
+
+class StatePassing(Sampler):
+    """Sec. 4.4: S_{-1} is the final state of the previous batch: sequences drawn at random, so it is
+    the state after an unrelated sequence, a sample of the attainable states. Each row is zeroed with
+    probability p_zero so that the model still sees sequences with no prior context."""
+
+    def __init__(self, template, generator, p_zero=0.1):
+        super().__init__(template, generator)
+        self.p_zero = p_zero
+
+    def initial_states(self, reset=None):
+        if self.final is None:
+            return None
+        B = self.final[0]["S"].shape[0]
+        keep = torch.rand(B, generator=self.generator, device=self.final[0]["S"].device) >= self.p_zero
+        return self._keep_rows(self.final, keep)
+
+
+class TBTT(Sampler):
+    """Sec. 4.5: truncated backpropagation through time. The data sampler (data.StreamSampler) makes
+    row b of batch i+1 continue row b of batch i, so the final state of batch i is the exact state
+    at the start of batch i+1; the gradient stops at the boundary (observe detaches). Rows whose
+    stream starts afresh (`reset`) begin from zero."""
+
+    def initial_states(self, reset=None):
+        if self.final is None:
+            return None
+        if reset is None:
+            raise ValueError("tbtt needs the data sampler's reset flags: use data.StreamSampler")
+        return self._keep_rows(self.final, ~reset.to(self.final[0]["S"].device))
+
+
+def make_sampler(name, template, generator, sigma=0.1, p_zero=0.1, beta=0.1):
+    """The sampler called `name`, with its parameter (the others are ignored)."""
+    if name == "zero":
+        return Zero(template, generator)
+    if name == "random_noise":
+        return RandomNoise(template, generator, sigma)
+    if name == "fitted_noise":
+        return FittedNoise(template, generator, beta)
+    if name == "state_passing":
+        return StatePassing(template, generator, p_zero)
+    if name == "tbtt":
+        return TBTT(template, generator)
+    raise ValueError(f"unknown intervention {name!r}: expected one of zero, random_noise, "
+                     f"fitted_noise, state_passing, tbtt")

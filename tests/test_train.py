@@ -1,0 +1,120 @@
+"""train.py end to end on a tiny corpus and a tiny model: every intervention trains, a resumed run
+continues exactly, and bad settings fail clearly. train.py is a script (nanoGPT style), so it is
+run with runpy, as `python train.py --key=value ...` would run it."""
+import json
+import os
+import re
+import runpy
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+INTERVENTIONS = ["zero", "random_noise", "fitted_noise", "state_passing", "tbtt"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Real text: the json package's source files, one document each."""
+    d = tmp_path_factory.mktemp("corpus")
+    for f in Path(json.__file__).parent.glob("*.py"):
+        (d / (f.stem + ".txt")).write_bytes(f.read_bytes())
+    return d
+
+
+def tiny(corpus, out_dir, **kw):
+    settings = dict(init_from="scratch", corpus=corpus, data_dir=corpus.parent / "data", out_dir=out_dir,
+                    d_model=32, n_layer=1, d_state=8, headdim=8, block_size=16, batch_size=8,
+                    max_iters=12, eval_interval=6, eval_iters=2, log_interval=1, learning_rate=3e-3,
+                    intervention="zero", threads=1)
+    return [f"--{k}={v}" for k, v in (settings | kw).items()]
+
+
+def run_train(args, capsys):
+    """Run train.py with these flags; return what it printed."""
+    argv = sys.argv
+    sys.argv = ["train.py"] + args
+    try:
+        runpy.run_path(str(ROOT / "train.py"), run_name="__main__")
+    finally:
+        sys.argv = argv
+    return capsys.readouterr().out
+
+
+def step_losses(out):
+    """{step: training loss} from the log lines (log_interval = 1)."""
+    return {int(s): float(l) for s, l in re.findall(r"step (\d+): loss ([\d.]+),", out)}
+
+
+def eval_losses(out):
+    return [float(v) for v in re.findall(r"val loss ([\d.]+)", out)]
+
+
+@pytest.mark.parametrize("intervention", INTERVENTIONS)
+def test_each_intervention_lowers_the_loss(intervention, corpus, tmp_path, capsys):
+    out = run_train(tiny(corpus, tmp_path / "run", intervention=intervention, max_iters=60,
+                         eval_interval=60, learning_rate=1e-2), capsys)
+    first, last = eval_losses(out)[0], eval_losses(out)[-1]
+    assert last < first - 0.5, f"{intervention}: val loss {first:.3f} -> {last:.3f}"
+    ckpt = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=True)
+    assert ckpt["iter_num"] == 60 and ckpt["config"]["intervention"] == intervention
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["intervention"] == intervention
+
+
+@pytest.mark.parametrize("intervention", ["fitted_noise", "state_passing", "tbtt"])
+def test_resume_continues_exactly(intervention, corpus, tmp_path, capsys):
+    # 12 steps in one go, against 6 steps, a restart of the process, and 6 more: the same losses,
+    # so the checkpoint carries the sampler's passed states / statistics / stream positions and RNGs.
+    whole = step_losses(run_train(tiny(corpus, tmp_path / "a", intervention=intervention), capsys))
+    run_train(tiny(corpus, tmp_path / "b", intervention=intervention, max_iters=6), capsys)
+    resumed = step_losses(run_train(tiny(corpus, tmp_path / "b", intervention=intervention,
+                                         init_from="resume"), capsys))
+    assert sorted(resumed) == list(range(7, 13))
+    assert [resumed[s] for s in resumed] == [whole[s] for s in resumed]
+
+
+def test_post_training_starts_from_the_earlier_run(corpus, tmp_path, capsys):
+    out = run_train(tiny(corpus, tmp_path / "base", max_iters=30, eval_interval=30, learning_rate=1e-2), capsys)
+    base_val = eval_losses(out)[-1]
+    out = run_train(tiny(corpus, tmp_path / "post", init_from=tmp_path / "base", intervention="state_passing",
+                         max_iters=6), capsys)
+    assert eval_losses(out)[0] == base_val                 # step 0 evaluates the loaded weights
+    assert "steps 0 -> 6" in out                           # a fresh optimiser, from step 0
+
+
+def test_nan_keeps_the_last_good_checkpoint(corpus, tmp_path, capsys):
+    run_train(tiny(corpus, tmp_path / "run", max_iters=4, eval_interval=4), capsys)
+    good = (tmp_path / "run" / "ckpt.pt").read_bytes()
+    with pytest.raises(FloatingPointError, match=r"the loss is nan at step \d+: stopping \(the last good checkpoint"):
+        run_train(tiny(corpus, tmp_path / "run", init_from=tmp_path / "run", learning_rate=1e12), capsys)
+    assert (tmp_path / "run" / "ckpt.pt").read_bytes() == good
+
+
+def test_ctrl_c_saves_before_exiting(corpus, tmp_path):
+    args = tiny(corpus, tmp_path / "run", max_iters=100_000, eval_interval=100_000)
+    proc = subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    for line in proc.stdout:                      # wait until it is training, then press Ctrl-C
+        if line.startswith("step 3:"):
+            proc.send_signal(signal.SIGINT)
+            break
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=60) == 130
+    step = int(re.search(r"interrupted at step (\d+)", rest).group(1))
+    assert torch.load(tmp_path / "run" / "ckpt.pt", weights_only=True)["iter_num"] == step >= 3
+
+
+@pytest.mark.parametrize("flag,error,message", [
+    ("--batchsize=4", ValueError, "unknown config key 'batchsize'"),
+    ("--batch_size=four", ValueError, "--batch_size: expected int"),
+    ("--intervention=noise", ValueError, "unknown intervention 'noise'"),
+    ("--corpus=/no/such/corpus", FileNotFoundError, "corpus '/no/such/corpus' not found"),
+    ("--init_from=resume", FileNotFoundError, "there is no .*ckpt.pt"),
+    ("--init_from=/no/such/run", FileNotFoundError, "/no/such/run"),
+])
+def test_bad_settings_fail_clearly(flag, error, message, corpus, tmp_path, capsys):
+    with pytest.raises(error, match=message):
+        run_train(tiny(corpus, tmp_path / "run") + [flag], capsys)
