@@ -1,0 +1,216 @@
+"""
+Effective Remembrance (paper Def. 3.3, eq. 2): how much the tokens before t still move the prediction that
+a model makes after a context x[0:T],
+
+    EffRem_T(t) = d(q(.|x[0:T]), q(.|x[t:T])),     q the next-token distribution after the last token,
+
+averaged over held-out sequences (sec. 3.4). 0: the model has effectively forgotten x[0:t]; 1 (at most):
+dropping x[0:t] changes the prediction completely. A model that fails to length-generalize keeps a large
+EffRem for small t, far beyond its training context (fig. 1, bottom).
+
+    python effrem.py --checkpoints=out-baseline,out-sp        # T = 4 * T_train, as in fig. 1 (bottom)
+
+Distances d (appendix G): "tv" total variation (eq. 3), "js" the Jensen-Shannon distance (the square root of
+the JS divergence in bits), "cosine" one minus the cosine similarity of the probability vectors; all three are
+0 for identical distributions and 1 for disjoint supports. Writes to out_dir: effrem.json, effrem.png (TV,
+fig. 1 bottom) and effrem_distances.png (the three distances, fig. 13).
+"""
+import json
+import os
+import time
+from contextlib import nullcontext
+
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import data
+from configurator import configure
+from evaluate import checkpoint_info, clustered_mean, load_held_out, load_model, to_json
+
+# -----------------------------------------------------------------------------
+checkpoints = "out"     # comma-separated: train.py out_dirs, official checkpoint directories or hub ids
+out_dir = "eval"        # where effrem.json and the figures go
+T = 0                   # context length; 0: 4 * T_train of the first checkpoint (fig. 1 bottom)
+ts = ()                 # t values in [1, T - 1], e.g. --ts=1,10,100; (): 20 log-spaced values
+n_seqs = 128            # held-out sequences of T tokens
+batch_size = 16         # sequences whose suffixes go through the model together
+chunk_len = 2048        # tokens per forward call: long contexts are streamed, so memory does not grow with T
+distances = "tv,js,cosine"
+corpus = ""             # "": the first checkpoint's (official checkpoints: "stdlib")
+tokenizer = ""          # "": the first checkpoint's (official checkpoints: "gpt-neox")
+data_dir = ""           # "": the first checkpoint's, else "data"
+seed = 0
+device = "cuda" if torch.cuda.is_available() else "cpu"
+dtype = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+threads = 0             # CPU threads for torch; 0 = torch's default. 1 when other jobs share the cores:
+                        # on 2 busy cores two threads wait on each other and run ~10x slower
+if __name__ == "__main__":   # imported (by the tests) it keeps these defaults
+    config = configure(globals())
+# -----------------------------------------------------------------------------
+
+DISTANCES = ("tv", "js", "cosine")
+
+
+def check_distances(names):
+    unknown = [d for d in names if d not in DISTANCES]
+    if unknown:
+        raise ValueError(f"unknown distance {unknown[0]!r}: expected one of {', '.join(DISTANCES)}")
+
+
+def distance_between(p, q, distance):
+    """p, q: (..., V) probability vectors -> (...) float64, for distance in DISTANCES (appendix G)."""
+    check_distances([distance])
+    p, q = p.double(), q.double()
+    if distance == "tv":       # eq. 3: half the L1 distance, in [0, 1]
+        return 0.5 * (p - q).abs().sum(-1)
+    if distance == "js":       # sqrt(JSD) with log base 2: a metric, in [0, 1]; 0 log 0 = 0 via xlogy
+        m = 0.5 * (p + q)
+        kl = lambda a: (torch.xlogy(a, a) - torch.xlogy(a, m)).sum(-1) / np.log(2)
+        return (0.5 * kl(p) + 0.5 * kl(q)).clamp(min=0).sqrt()
+    # "cosine": 1 - cos(p, q), 0 for identical, 1 for orthogonal (disjoint supports); >= 0 despite rounding
+    return (1 - F.cosine_similarity(p, q, dim=-1)).clamp(min=0)
+
+
+@torch.no_grad()
+def next_token_probs(model, x, chunk_len=2048, ctx=nullcontext()):
+    """q(.|x) after the last token of each row. x: (B, n) token ids -> (B, vocab_size) float64.
+    The context is streamed in chunks with the state carried, and the vocabulary projection is applied to
+    the last position only (last_only): for a 50k vocabulary it would otherwise cost as much as the model.
+    q is renormalised over the tokenizer's vocabulary (the embedding's padding rows are left out)."""
+    states = None
+    for start in range(0, x.shape[1], chunk_len):
+        with ctx:
+            logits, _, states = model(x[:, start:start + chunk_len], states=states, last_only=True)
+    return F.softmax(logits[:, -1, :model.config.vocab_size].double(), dim=-1)
+
+
+def remembrance_per_sequence(model, x, ts, distances=("tv",), chunk_len=2048, ctx=nullcontext()):
+    """EffRem_T(t) of each sequence for each distance. x: (B, T) token ids, ts: t values in [0, T - 1]
+    -> {distance: (B, len(ts)) float64}.
+
+    The full-context q(.|x[0:T]) is computed once and shared by every t; the suffixes x[t:T] of the B
+    sequences have one length per t and go through the model as one batch. Nothing else can be shared
+    between suffixes: the state at T of a multi-layer model started at t depends nonlinearly on every token
+    after t (layer 2's input depends on layer 1's state), so each suffix is a fresh pass from a zero state.
+    Cost per sequence: T + sum_t (T - t) token-steps, O(T * len(ts)) at worst; with log-spaced ts it is
+    dominated by the smallest t's, about T per t below T/2.
+    """
+    check_distances(distances)   # before any work
+    T_ctx = x.shape[1]
+    if any(not 0 <= t < T_ctx for t in ts):
+        raise ValueError(f"every t must lie in [0, T - 1] = [0, {T_ctx - 1}], got {list(ts)}")
+    q_full = next_token_probs(model, x, chunk_len, ctx)                        # (B, V)
+    out = {d: torch.empty(x.shape[0], len(ts), dtype=torch.float64) for d in distances}
+    for i, t in enumerate(ts):
+        q_t = next_token_probs(model, x[:, t:], chunk_len, ctx)                # q(.|x[t:T])
+        for d in distances:
+            out[d][:, i] = distance_between(q_full, q_t, d).cpu()
+    return out
+
+
+def effective_remembrance(model, x, ts, distance="tv", chunk_len=2048, per_sequence=False):
+    """EffRem_T(t) (Def. 3.3) for each t in ts, with T = x.shape[1]. x: (B, T) token ids -> (len(ts),)
+    float64, the mean over the B sequences, or (B, len(ts)) with per_sequence=True."""
+    values = remembrance_per_sequence(model, x, ts, (distance,), chunk_len)[distance]
+    return values if per_sequence else values.mean(0)
+
+
+def default_ts(T_ctx, n=20):
+    """About n log-spaced t in [1, T - 1] (fewer where they round to the same integer)."""
+    return sorted({int(t) for t in np.round(np.geomspace(1, T_ctx - 1, n))})
+
+
+def plot(results, T_ctx, panels, path, title):
+    """One panel per (distance, y scale), one curve per checkpoint (± clustered SE). x = t on a log axis: the
+    ts are log-spaced, and the failure shows at small t (the first tokens still move the prediction, sec. 3.4).
+    A log y axis shows the small values of small models, which a [0, 1] axis flattens to zero. The dashed line
+    is at T - T_train: the tokens left of it are further from the prediction than the training context."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    for ax, (d, yscale) in zip(axes[0], panels):
+        positive = [m for r in results for m in r[d]["mean"] if m is not None and m > 0]
+        bottom = 0 if yscale == "linear" else max(1e-8, min(positive, default=1e-6) / 2)
+        for r in results:
+            mean, se = np.array(r[d]["mean"], dtype=float), np.nan_to_num(np.array(r[d]["se"], dtype=float))
+            line, = ax.plot(r["ts"], mean, marker=".", label=r["label"])
+            ax.fill_between(r["ts"], mean - se, mean + se, color=line.get_color(), alpha=0.2)
+        for T_train in sorted({r["T_train"] for r in results}):
+            if T_train < T_ctx:
+                ax.axvline(T_ctx - T_train, ls="--", color="gray", lw=1, label=f"t = T - T_train (T_train = {T_train})")
+        ax.set(xscale="log", yscale=yscale, ylim=(bottom, 1),
+               xlabel=f"t (the prediction reads x[t:T], T = {T_ctx})", ylabel=f"EffRem_T(t), {d}",
+               title=f"{d}, {yscale} scale")
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    torch.manual_seed(seed)
+    if threads:
+        torch.set_num_threads(threads)
+    device_type = "cuda" if "cuda" in device else "cpu"
+    ptdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    ctx = nullcontext() if device_type == "cpu" else torch.amp.autocast(device_type=device_type, dtype=ptdtype)
+
+    names = [d for d in distances.split(",") if d]
+    check_distances(names)
+    infos = [checkpoint_info(name) for name in checkpoints.split(",") if name]
+    if not infos:
+        raise ValueError("no checkpoints given: --checkpoints=out_dir1,out_dir2,...")
+    labels = [i["label"] for i in infos]
+    for i in infos:
+        if labels.count(i["label"]) > 1:
+            i["label"] = f"{i['label']} ({i['name']})"
+    T_ctx = T or 4 * infos[0]["T_train"]
+    if T_ctx < 2:
+        raise ValueError(f"T = {T_ctx}: EffRem_T(t) needs T >= 2, to have a t in [1, T - 1]")
+    t_list = [int(t) for t in ts] or default_ts(T_ctx)
+    if any(not 1 <= t < T_ctx for t in t_list):
+        raise ValueError(f"ts must lie in [1, T - 1] = [1, {T_ctx - 1}], got {t_list}")
+    held_out = load_held_out(infos[0], corpus, tokenizer, data_dir)
+    seqs, doc_ids = data.eval_sequences(held_out, n_seqs, T_ctx, seed)
+    docs, cluster = np.unique(doc_ids.numpy(), return_inverse=True)
+    counts = np.bincount(cluster).astype(np.float64)
+    cost = T_ctx + sum(T_ctx - t for t in t_list)
+    print(f"{n_seqs} held-out sequences of T = {T_ctx} tokens from {len(docs)} documents; {len(t_list)} values "
+          f"of t; {cost:,} token-steps per sequence ({cost / T_ctx:.1f} passes of T)")
+
+    results = []
+    for info in infos:
+        model = load_model(info["name"], device)
+        print(f"Effective Remembrance of {info['name']} ({info['label']}), T_train = {info['T_train']}")
+        per_seq, t0 = {d: [] for d in names}, time.time()
+        for i in range(0, n_seqs, batch_size):
+            out = remembrance_per_sequence(model, seqs[i:i + batch_size].to(device), t_list, names, chunk_len, ctx)
+            for d in names:
+                per_seq[d].append(out[d])
+            done, dt = min(i + batch_size, n_seqs), time.time() - t0
+            print(f"  {done}/{n_seqs} sequences, {done * cost / dt:,.0f} tokens/s, {dt / done * (n_seqs - done):.0f}s left")
+        r = dict(label=info["label"], checkpoint=info["name"], T_train=info["T_train"], T=T_ctx, ts=t_list,
+                 n_seqs=n_seqs, n_docs=len(docs))
+        for d in names:
+            values = torch.cat(per_seq[d]).numpy()                             # (n_seqs, len(ts))
+            sums = np.zeros((len(docs), len(t_list)))
+            np.add.at(sums, cluster, values)
+            mean, se = clustered_mean(sums, counts)                            # SEs clustered by document
+            r[d] = dict(mean=mean, se=se, per_sequence=values)
+            print(f"  {d:>6}: " + "  ".join(f"t={t}: {m:.3g}" for t, m in zip(t_list, mean)))
+        results.append(r)
+        del model
+
+    os.makedirs(out_dir, exist_ok=True)
+    if "tv" in names:   # fig. 1 (bottom) on the paper's [0, 1] axis, and again on a log axis
+        plot(results, T_ctx, [("tv", "linear"), ("tv", "log")], os.path.join(out_dir, "effrem.png"),
+             "Effective Remembrance, total variation (fig. 1, bottom)")
+    plot(results, T_ctx, [(d, "log") for d in names], os.path.join(out_dir, "effrem_distances.png"),
+         "Effective Remembrance with three distances (fig. 13)")
+    with open(os.path.join(out_dir, "effrem.json"), "w") as f:
+        json.dump(to_json(dict(settings=config, corpus=held_out.meta["corpus"], doc_ids=doc_ids.numpy(),
+                               checkpoints=results)), f)
+    print(f"wrote {out_dir}/effrem.json, " + ("effrem.png, " if "tv" in names else "") + "effrem_distances.png")

@@ -1,0 +1,224 @@
+"""evaluate.py: the streamed and truncated losses against plain forward passes, the statistics against
+hand-computable cases, the bad inputs, and the command line end to end on a fake training run."""
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import evaluate
+from model import LM, ModelConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and on busy cores two threads wait on each other (~10x slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_lm(seed=0, **kw):
+    torch.manual_seed(seed)
+    cfg = dict(arch="mamba2", vocab_size=50, d_model=32, n_layer=2, d_state=16, headdim=16, chunk_size=8,
+               scan_backend="chunked") | kw
+    return LM(ModelConfig(**cfg)).eval()
+
+
+def write_run(path, model, block_size, intervention="zero", corpus="stdlib", data_dir="data"):
+    """A run directory as train.py writes it: ckpt.pt and config.json."""
+    path.mkdir(parents=True, exist_ok=True)
+    config = dict(block_size=block_size, intervention=intervention, corpus=corpus, tokenizer="bytes",
+                  data_dir=data_dir, init_from="scratch")
+    model_config = dataclasses.asdict(model.config)
+    torch.save(dict(model=model.state_dict(), model_config=model_config, config=config, iter_num=0),
+               path / "ckpt.pt")
+    (path / "config.json").write_text(json.dumps(dict(config, model_config=model_config)))
+    return str(path)
+
+
+def plain_losses(model, x):
+    """Per-token losses (B, L - 1) of one forward pass over the whole sequence, no streaming."""
+    with torch.no_grad():
+        logits, _, _ = model(x[:, :-1])
+    V = model.config.vocab_size
+    return F.cross_entropy(logits[..., :V].transpose(1, 2), x[:, 1:], reduction="none")
+
+
+# ------------------------------------------------------------------------------------------------------
+# score: the full pass, streamed
+
+@pytest.mark.parametrize("chunk_len", [8, 13, 100])   # divides L - 1 = 40, does not, longer than it
+def test_streamed_losses_equal_one_pass(chunk_len):
+    model = tiny_lm()
+    x = torch.randint(0, 50, (3, 41))
+    points = evaluate.state_points(40, 8)
+    full, _, moments = evaluate.score(model, x, 8, chunk_len, points)
+    torch.testing.assert_close(full, plain_losses(model, x), atol=1e-5, rtol=1e-5)
+    for i, n in enumerate(points):   # the state after n tokens, from a plain pass over x[:, :n]
+        with torch.no_grad():
+            _, _, states = model(x[:, :n])
+        S = torch.stack([s["S"] for s in states], 1).double()            # (B, n_layer, H, K, V)
+        torch.testing.assert_close(moments[i, ..., 0], S.sum((0, 3, 4)), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(moments[i, ..., 1], S.pow(2).sum((0, 3, 4)), atol=1e-6, rtol=1e-5)
+
+
+def test_state_points_are_log_spaced_and_hold_T_train_and_the_end():
+    pts = evaluate.state_points(2047, 64)
+    assert pts[0] == 1 and pts[-1] == 2047 and 64 in pts and pts == sorted(set(pts))
+    assert 60 < len(pts) < 100                       # 8 per doubling over 11 doublings
+    assert evaluate.state_points(40, 8) == sorted(set(evaluate.state_points(40, 8)))
+
+
+# ------------------------------------------------------------------------------------------------------
+# score: the truncated context
+
+@pytest.mark.parametrize("L", [41, 43, 44])   # P = 40, 42, 43 positions: the last block whole or cut short
+@pytest.mark.parametrize("chunk_len", [8, 64])  # one window per forward call, or several
+def test_truncated_is_a_window_from_zero_state(L, chunk_len):
+    model, T = tiny_lm(1), 8
+    x = torch.randint(0, 50, (2, L))
+    full, truncated, _ = evaluate.score(model, x, T, chunk_len)
+    P, half = L - 1, T // 2
+    torch.testing.assert_close(truncated[:, :T], full[:, :T], rtol=0, atol=0)   # context <= T already
+    for j in range(2, -(-P // half)):
+        lo, hi = j * half, min((j + 1) * half, P)
+        window = x[:, (j - 1) * half:hi + 1]       # T_train/2 tokens before the block, then the block
+        direct = plain_losses(model, window)[:, half:]
+        torch.testing.assert_close(truncated[:, lo:hi], direct, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(truncated[:, T:], full[:, T:])   # the model does use context beyond T/2
+
+
+# ------------------------------------------------------------------------------------------------------
+# Statistics
+
+def test_clustered_se_by_hand():
+    # one sequence per document: the usual SE of a mean, s / sqrt(n)
+    v = np.array([1.0, 2.0, 4.0, 7.0])
+    mean, se = evaluate.clustered_mean(v, np.ones(4))
+    assert mean == pytest.approx(3.5) and se == pytest.approx(v.std(ddof=1) / 2)
+    # documents of 2 and 1 sequences, values (1, 3) and (5): mean 3, residual sums (4 - 2*3, 5 - 3) = (-2, 2)
+    mean, se = evaluate.clustered_mean(np.array([4.0, 5.0]), np.array([2.0, 1.0]))
+    assert mean == pytest.approx(3.0) and se == pytest.approx(math.sqrt(2 / 1 * 8) / 3)
+    assert np.isnan(evaluate.clustered_mean(np.array([4.0]), np.array([2.0]))[1])   # one document: unknown
+
+
+def test_smoothed_keeps_lines_and_is_centred():
+    a = 3.0 + 0.5 * np.arange(50)
+    s = evaluate.smoothed(a, 8)
+    np.testing.assert_allclose(s[:46], a[:46])              # a centred average leaves a line unchanged
+    np.testing.assert_allclose(s[-1], a[-5:].mean())        # the end: the last 5 positions
+    spike = np.zeros(50)
+    spike[25] = 9.0
+    s = evaluate.smoothed(spike, 8)                          # window of 9: spread evenly over 21..29
+    np.testing.assert_allclose(s[21:30], 1.0)
+    assert s[:21].sum() == 0 and s[30:].sum() == 0
+
+
+def test_verdict_of_def_3_2():
+    T = 16
+    falls = np.linspace(3.0, 2.0, 64)                        # keeps falling: generalizes
+    v = evaluate.verdict(falls, T, 1)
+    assert v["t_star"] == T - 1 and v["first_above"] is None and v["length_generalizes"]
+    assert v["p_star"] == pytest.approx(math.exp(falls[T - 1]))
+    # falls by 1/19 per position to its minimum at t = 19, then rises by 1/43: above p* = loss[15] (3 - 15/19)
+    # again once 2 + k/43 > 3 - 15/19, i.e. k >= 10, t >= 29: 34 of the 47 positions beyond T_train
+    rises = np.concatenate([np.linspace(3.0, 2.0, 20), np.linspace(2.0, 3.0, 44)[1:]])
+    v = evaluate.verdict(rises, T, 1)
+    assert v["t_star"] == T - 1 and v["first_above"] == 29 and not v["length_generalizes"]
+    assert v["fraction_above"] == pytest.approx(34 / 47)
+
+
+def test_bucket_edges_and_names():
+    assert evaluate.bucket_edges(64, 2047) == [(0, 32), (32, 64), (64, 128), (128, 256), (256, 512),
+                                               (512, 1024), (1024, 2048)]
+    assert [evaluate.in_T(a, 64) for a in (0, 32, 64, 128, 1024)] == ["0", "T/2", "T", "2T", "16T"]
+
+
+def test_evaluate_checkpoint_means_are_plain_means():
+    model, T = tiny_lm(2), 8
+    seqs = torch.randint(0, 50, (5, 33))
+    doc_ids = torch.tensor([3, 3, 7, 9, 9])
+    r = evaluate.evaluate_checkpoint(model, seqs, doc_ids, T, chunk_len=8, batch_size=2, width=4,
+                                     n_drift_heads=3)
+    plain = plain_losses(model, seqs).double().numpy()
+    _, truncated, _ = evaluate.score(model, seqs, T, 64)
+    np.testing.assert_allclose(r["loss_full"], plain.mean(0), atol=1e-5)
+    np.testing.assert_allclose(r["loss_truncated"], truncated.double().numpy().mean(0), atol=1e-5)
+    np.testing.assert_allclose(r["excess"], r["loss_full"] - r["loss_truncated"], atol=1e-9)
+    for b in r["buckets"]:
+        assert b["full"] == pytest.approx(plain[:, b["start"]:b["end"]].mean(), abs=1e-5)
+    assert [b["name"] for b in r["buckets"]] == ["[0, T/2)", "[T/2, T)", "[T, 2T)", "[2T, 4T)"]
+    assert r["n_docs"] == 3 and r["state_std_heads"].shape == (2, 4, len(r["state_t"]))
+    assert len(r["drifting_heads"]) == 3 and r["state_std"][-1] > 0
+
+
+# ------------------------------------------------------------------------------------------------------
+# Bad inputs
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such directory"):
+        evaluate.checkpoint_info(str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError, match="no such directory"):
+        evaluate.checkpoint_info("out-that-was-never-trained")
+    with pytest.raises(FileNotFoundError, match="neither ckpt.pt"):
+        evaluate.checkpoint_info(str(tmp_path))
+    with pytest.raises(ValueError, match="shorter than 2 \\* T_train = 128"):
+        evaluate.check_length(100, 64)
+    with pytest.raises(ValueError, match="odd"):
+        evaluate.check_length(100, 7)
+    with pytest.raises(ValueError, match="shorter than"):
+        evaluate.evaluate_checkpoint(tiny_lm(), torch.zeros(2, 15, dtype=torch.long), torch.zeros(2), 8)
+
+
+def test_checkpoint_info_of_a_run_and_of_an_official_checkpoint(tmp_path):
+    run = write_run(tmp_path / "run", tiny_lm(), 8, "state_passing", corpus="c", data_dir="d")
+    info = evaluate.checkpoint_info(run)
+    assert (info["label"], info["T_train"], info["corpus"], info["data_dir"]) == ("state_passing", 8, "c", "d")
+    official = tmp_path / "official"
+    official.mkdir()
+    (official / "pytorch_model.bin").write_bytes(b"")
+    info = evaluate.checkpoint_info(str(official))
+    assert (info["T_train"], info["tokenizer"], info["label"]) == (2048, "gpt-neox", str(official))
+    assert evaluate.checkpoint_info("state-spaces/mamba2-130m")["T_train"] == 2048   # nothing downloaded yet
+
+
+# ------------------------------------------------------------------------------------------------------
+# The command line, end to end
+
+def test_cli_writes_results_and_figures(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):   # 4 documents: one is held out (data.VAL_FRACTION), 300 bytes each
+        (corpus / f"doc{i}.txt").write_bytes(bytes(rng.integers(97, 123, 300).tolist()))
+    runs = [write_run(tmp_path / name, tiny_lm(i, vocab_size=256, d_model=16, headdim=8, d_state=8), 8, name,
+                      str(corpus), str(tmp_path / "data")) for i, name in enumerate(["zero", "state_passing"])]
+    out = tmp_path / "eval"
+    proc = subprocess.run([sys.executable, "evaluate.py", f"--checkpoints={','.join(runs)}", "--seq_len=64",
+                           "--n_seqs=4", "--batch_size=2", "--chunk_len=16", "--smooth=4", "--threads=1",
+                           f"--out_dir={out}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "excess at [4T, 8T)" in proc.stdout and "Def. 3.2" in proc.stdout
+    for name in ("ppl.png", "state_std.png", "state_std_heads.png"):
+        assert (out / name).stat().st_size > 1000
+    results = json.loads((out / "results.json").read_text())
+    assert [c["label"] for c in results["checkpoints"]] == ["zero", "state_passing"]
+    c = results["checkpoints"][0]
+    assert c["T_train"] == 8 and c["L"] == 64 and len(c["loss_full"]) == len(c["ppl_smoothed"]) == 63
+    assert set(c["verdict"]) >= {"t_star", "p_star", "first_above", "fraction_above"}
+    assert len(c["state_std"]) == len(c["state_t"]) and c["drifting_heads"]
+    # a sequence too short for the training context is refused before any work
+    proc = subprocess.run([sys.executable, "evaluate.py", f"--checkpoints={runs[0]}", "--seq_len=12"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "shorter than 2 * T_train = 16" in proc.stderr
