@@ -98,6 +98,22 @@ def n_bytes(Bn, T, H, K, V, per_head, elem):
     return fwd, fwd + bwd
 
 
+def n_flops(Bn, T, H, K, V):
+    """Fewest flops, those of the loop: per token and head, the update k v^T (2KV with the decay) and
+    the read-out S^T q (2KV); the backward reads dS into dq, dk, dv and carries dS back (8KV)."""
+    return 4 * Bn * T * H * K * V, 12 * Bn * T * H * K * V
+
+
+def card_rates():
+    """The card's copy bandwidth (bytes/s, read + write of a 1 GiB buffer) and bf16 matmul rate (flop/s,
+    8192^3): the two roofs that the fewest bytes and flops are divided by."""
+    x, y = torch.empty(2 ** 29, dtype=torch.bfloat16, device="cuda"), torch.empty(2 ** 29, dtype=torch.bfloat16, device="cuda")
+    a = torch.randn(8192, 8192, dtype=torch.bfloat16, device="cuda")
+    t_copy = timed(lambda: y.copy_(x), backward=False) / 1e3
+    t_mm = timed(lambda: a @ a, backward=False) / 1e3
+    return 2 * x.numel() * x.element_size() / t_copy, 2 * 8192 ** 3 / t_mm
+
+
 impls = {"scan_ref": scan_ref, "scan_chunked": scan_chunked}
 if on_cuda:
     impls["scan"] = scan
@@ -105,8 +121,12 @@ impls |= {name: fn for name, fn in peers().items()} if on_cuda else {}
 
 print(f"device: {torch.cuda.get_device_name() if on_cuda else 'CPU'} ({torch.get_num_threads()} threads), "
       f"dtype {dtype}, torch {torch.__version__}, chunk_size {chunk_size}, median of {repeats}")
+if on_cuda:
+    bandwidth, matmul = card_rates()
+    print(f"measured roofs: copy {bandwidth / 1e9:.0f} GB/s, bf16 matmul {matmul / 1e12:.0f} TFLOP/s; 'roof' is "
+          f"the time floor max(bytes / copy, flops / matmul) over the time")
 print(f"{'shape':<14} {'B':>2} {'T':>5} {'H':>3} {'K':>4} {'V':>4} {'g':<7} {'impl':<13} "
-      f"{'fwd ms':>9} {'fwd+bwd ms':>11} {'fwd GB/s':>9} {'f+b GB/s':>9}")
+      f"{'fwd ms':>9} {'fwd+bwd ms':>11} {'fwd GB/s':>9} {'f+b GB/s':>9}" + (f" {'fwd roof':>9} {'f+b roof':>9}" if on_cuda else ""))
 for name, Bn, T, H, K, V, per_head in SHAPES:
     q, k, v, g, x, dt_, A = inputs(Bn, T, H, K, V, per_head)
     fwd_bytes, all_bytes = n_bytes(Bn, T, H, K, V, per_head, q.element_size())
@@ -123,5 +143,10 @@ for name, Bn, T, H, K, V, per_head in SHAPES:
         with torch.no_grad():   # a forward pass alone: no graph kept for a backward
             t_f = timed(run, backward=False)
         t_fb = timed(run, backward=True)
+        roof = ""
+        if on_cuda:
+            floor = lambda nb, nf: max(nb / bandwidth, nf / matmul) * 1e3     # ms
+            fwd_flops, all_flops = n_flops(Bn, T, H, K, V)
+            roof = f" {floor(fwd_bytes, fwd_flops) / t_f:>9.0%} {floor(all_bytes, all_flops) / t_fb:>9.0%}"
         print(f"{name:<14} {Bn:>2} {T:>5} {H:>3} {K:>4} {V:>4} {'head' if per_head else 'channel':<7} "
-              f"{impl:<13} {t_f:>9.2f} {t_fb:>11.2f} {fwd_bytes / t_f / 1e6:>9.2f} {all_bytes / t_fb / 1e6:>9.2f}")
+              f"{impl:<13} {t_f:>9.2f} {t_fb:>11.2f} {fwd_bytes / t_f / 1e6:>9.2f} {all_bytes / t_fb / 1e6:>9.2f}{roof}")

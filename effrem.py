@@ -29,10 +29,11 @@ import torch.nn.functional as F
 
 import data
 from configurator import configure
-from evaluate import checkpoint_info, clustered_mean, load_held_out, load_model, to_json
+from evaluate import checkpoint_infos, clustered_mean, load_held_out, load_model, to_json
 
 # -----------------------------------------------------------------------------
 checkpoints = "out"     # comma-separated: train.py out_dirs, official checkpoint directories or hub ids
+labels = ""             # comma-separated names for the curves; "": each run's intervention
 out_dir = "eval"        # where effrem.json and the figures go
 T = 0                   # context length; 0: 4 * T_train of the first checkpoint (fig. 1 bottom)
 ts = ()                 # t values in [1, T - 1], e.g. --ts=1,10,100; (): 20 log-spaced values
@@ -160,13 +161,7 @@ if __name__ == "__main__":
 
     names = [d for d in distances.split(",") if d]
     check_distances(names)
-    infos = [checkpoint_info(name) for name in checkpoints.split(",") if name]
-    if not infos:
-        raise ValueError("no checkpoints given: --checkpoints=out_dir1,out_dir2,...")
-    labels = [i["label"] for i in infos]
-    for i in infos:
-        if labels.count(i["label"]) > 1:
-            i["label"] = f"{i['label']} ({i['name']})"
+    infos = checkpoint_infos(checkpoints, labels)
     T_ctx = T or 4 * infos[0]["T_train"]
     if T_ctx < 2:
         raise ValueError(f"T = {T_ctx}: EffRem_T(t) needs T >= 2, to have a t in [1, T - 1]")

@@ -44,19 +44,18 @@ class Sampler:
     fixes the shapes and the device; `generator`: a torch.Generator on that device."""
 
     def __init__(self, template, generator):
-        self.template, self.generator, self.final = template, generator, None
+        self.template, self.generator = template, generator
 
     def initial_states(self, reset=None):
         return None
 
     def observe(self, final_states):
-        self.final = _detach(final_states)
+        pass
 
     def state_dict(self):
-        return {"final": self.final, "generator": self.generator.get_state()}
+        return {"generator": self.generator.get_state()}
 
     def load_state_dict(self, d):
-        self.final = d["final"]
         self.generator.set_state(d["generator"])
 
     def _randn_like(self, x):
@@ -123,7 +122,26 @@ class FittedNoise(Sampler):
         self.mu, self.var = d["mu"], d["var"]
 
 
-class StatePassing(Sampler):
+class PassedStates(Sampler):
+    """What state passing and TBTT share: they keep the last batch's final states, detached, to start
+    the next batch from (and save them with the checkpoint)."""
+
+    def __init__(self, template, generator):
+        super().__init__(template, generator)
+        self.final = None
+
+    def observe(self, final_states):
+        self.final = _detach(final_states)
+
+    def state_dict(self):
+        return super().state_dict() | {"final": self.final}
+
+    def load_state_dict(self, d):
+        super().load_state_dict(d)
+        self.final = d["final"]
+
+
+class StatePassing(PassedStates):
     """Sec. 4.4: S_{-1} is the final state of the previous batch: sequences drawn at random, so it is
     the state after an unrelated sequence, a sample of the attainable states. Each row is zeroed with
     probability p_zero so that the model still sees sequences with no prior context."""
@@ -140,7 +158,7 @@ class StatePassing(Sampler):
         return self._keep_rows(self.final, keep)
 
 
-class TBTT(Sampler):
+class TBTT(PassedStates):
     """Sec. 4.5: truncated backpropagation through time. The data sampler (data.StreamSampler) makes
     row b of batch i+1 continue row b of batch i, so the final state of batch i is the exact state
     at the start of batch i+1; the gradient stops at the boundary (observe detaches). Rows whose

@@ -30,20 +30,22 @@ init_from = "assets/baseline"  # "scratch", "resume" (continue out_dir), an earl
 eval_interval = 100            # steps between validation losses and checkpoints
 eval_iters = 20                # batches per validation loss
 log_interval = 20
+final_eval_seqs = 64           # at the end, the excess loss beyond T on this many held-out sequences of
+                               # 32 T tokens (evaluate.py's measure); 0 skips it
 # data
 corpus = "stdlib"              # "stdlib" (needs no download), or a .txt/.jsonl file or folder
 tokenizer = "bytes"            # "bytes", a tiktoken encoding, "gpt-neox", or a tokenizer.json path
 data_dir = "data"
-batch_size = 32
-block_size = 64                # T, the training context
+batch_size = 128
+block_size = 16                # T, the training context (the shipped baseline's)
 # model, for init_from = "scratch" (ModelConfig's other fields keep mamba_ssm's / fla's defaults)
 arch = "mamba2"                # "mamba2" or "gla"
 n_layer = 2
 d_model = 128
 d_state = 32                   # Mamba-2
 headdim = 32                   # Mamba-2
-dt_min = 1e-4                  # Mamba-2's initial dt range; mamba_ssm's default is [1e-3, 1e-1]
-dt_max = 1e-2
+dt_min = 1e-5                  # Mamba-2's initial dt range; mamba_ssm's default is [1e-3, 1e-1], under
+dt_max = 1e-3                  # which this small model does not fail (config/pretrain_baseline.py)
 num_heads = 4                  # GLA
 scan_backend = "auto"          # "auto" (Triton on CUDA, chunked PyTorch otherwise), "triton", "chunked", "ref"
 # the intervention (interventions.py)
@@ -52,7 +54,7 @@ noise_std = 0.1                # random_noise's sigma
 p_zero = 0.1                   # state_passing: the probability that a row starts from zero
 fitted_beta = 0.1              # fitted_noise: the moving averages' beta (eqs. 5-6)
 # optimiser: AdamW, warmup then cosine decay to min_lr, or constant
-learning_rate = 3e-3
+learning_rate = 1e-3
 max_iters = 300
 weight_decay = 0.1
 beta1 = 0.9
@@ -99,7 +101,7 @@ elif init_from == "resume":
     if not os.path.isfile(ckpt_path):
         raise FileNotFoundError(f"init_from='resume' but there is no {ckpt_path}: train into {out_dir} first")
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    free = ("init_from", "max_iters", "eval_interval", "eval_iters", "log_interval", "threads")
+    free = ("out_dir", "init_from", "max_iters", "eval_interval", "eval_iters", "log_interval", "threads")
     changed = {k: (ckpt["config"][k], v) for k, v in config.items()
                if k not in free and ckpt["config"].get(k) != v}
     if changed:
@@ -226,3 +228,14 @@ except KeyboardInterrupt:
 est = estimate_loss()
 print(f"step {iter_num}: train loss {est['train']:.4f}, val loss {est['val']:.4f}")
 save_checkpoint()
+
+# Does the model length-generalize? evaluate.py's measure, on a few held-out sequences 32 times longer
+# than T: the loss of every token with its full context minus with the context cut to T/2..T tokens
+# (> 0 where the context beyond T hurts). `python evaluate.py --checkpoints=...` gives the whole picture.
+if final_eval_seqs:
+    import evaluate
+    seqs, doc_ids = data.eval_sequences(dataset, final_eval_seqs, 32 * block_size, seed)
+    model.eval()
+    result = evaluate.evaluate_checkpoint(model, seqs, doc_ids, block_size, ctx=autocast, device=device,
+                                          label=intervention)
+    evaluate.report(result, f"{out_dir} ({intervention}, step {iter_num})")

@@ -126,16 +126,23 @@ def test_smoothed_keeps_lines_and_is_centred():
 
 def test_verdict_of_def_3_2():
     T = 16
-    falls = np.linspace(3.0, 2.0, 64)                        # keeps falling: generalizes
-    v = evaluate.verdict(falls, T, 1)
+    calm = [dict(name="[T, 2T)", start=16, excess=0.001, se_excess=0.001)]     # within 2 SE of zero
+    hurt = calm + [dict(name="[2T, 4T)", start=32, excess=0.01, se_excess=0.002)]
+    before = [dict(name="[T/2, T)", start=8, excess=0.5, se_excess=0.001)]     # inside T: not judged
+    falls = np.linspace(3.0, 2.0, 64)                        # keeps falling: generalizes, literally
+    v = evaluate.verdict(falls, T, 1, calm + before)
     assert v["t_star"] == T - 1 and v["first_above"] is None and v["length_generalizes"]
     assert v["p_star"] == pytest.approx(math.exp(falls[T - 1]))
     # falls by 1/19 per position to its minimum at t = 19, then rises by 1/43: above p* = loss[15] (3 - 15/19)
     # again once 2 + k/43 > 3 - 15/19, i.e. k >= 10, t >= 29: 34 of the 47 positions beyond T_train
     rises = np.concatenate([np.linspace(3.0, 2.0, 20), np.linspace(2.0, 3.0, 44)[1:]])
-    v = evaluate.verdict(rises, T, 1)
-    assert v["t_star"] == T - 1 and v["first_above"] == 29 and not v["length_generalizes"]
+    v = evaluate.verdict(rises, T, 1, calm)
+    assert v["t_star"] == T - 1 and v["first_above"] == 29
     assert v["fraction_above"] == pytest.approx(34 / 47)
+    # the printed verdict is the paired one: a bucket beyond T whose excess is > 2 SE
+    assert v["length_generalizes"] and v["failing_buckets"] == []
+    v = evaluate.verdict(falls, T, 1, hurt)
+    assert not v["length_generalizes"] and v["failing_buckets"] == ["[2T, 4T)"]
 
 
 def test_bucket_edges_and_names():
@@ -190,6 +197,18 @@ def test_checkpoint_info_of_a_run_and_of_an_official_checkpoint(tmp_path):
     info = evaluate.checkpoint_info(str(official))
     assert (info["T_train"], info["tokenizer"], info["label"]) == (2048, "gpt-neox", str(official))
     assert evaluate.checkpoint_info("state-spaces/mamba2-130m")["T_train"] == 2048   # nothing downloaded yet
+
+
+def test_labels_of_several_checkpoints(tmp_path):
+    a = write_run(tmp_path / "a", tiny_lm(), 8, "zero")
+    b = write_run(tmp_path / "b", tiny_lm(), 8, "zero")
+    c = write_run(tmp_path / "c", tiny_lm(), 8, "state_passing")
+    names = ",".join(map(str, (a, b, c)))
+    # by intervention, and by directory where two runs share one
+    assert [i["label"] for i in evaluate.checkpoint_infos(names)] == [f"zero ({a})", f"zero ({b})", "state_passing"]
+    assert [i["label"] for i in evaluate.checkpoint_infos(names, "base,ctl,sp")] == ["base", "ctl", "sp"]
+    with pytest.raises(ValueError, match="2 labels for 3 checkpoints"):
+        evaluate.checkpoint_infos(names, "base,ctl")
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ def tiny(corpus, out_dir, **kw):
     settings = dict(init_from="scratch", corpus=corpus, data_dir=corpus.parent / "data", out_dir=out_dir,
                     d_model=32, n_layer=1, d_state=8, headdim=8, block_size=16, batch_size=8,
                     max_iters=12, eval_interval=6, eval_iters=2, log_interval=1, learning_rate=3e-3,
-                    intervention="zero", threads=1)
+                    intervention="zero", threads=1, final_eval_seqs=0)
     return [f"--{k}={v}" for k, v in (settings | kw).items()]
 
 
@@ -75,6 +75,12 @@ def test_resume_continues_exactly(intervention, corpus, tmp_path, capsys):
                                          init_from="resume"), capsys))
     assert sorted(resumed) == list(range(7, 13))
     assert [resumed[s] for s in resumed] == [whole[s] for s in resumed]
+
+
+def test_ends_with_the_length_generalization_readout(corpus, tmp_path, capsys):
+    out = run_train(tiny(corpus, tmp_path / "run", max_iters=2, final_eval_seqs=4), capsys)
+    # (the tiny corpus's sequences all come from one document: no clustered SE, "nan")
+    assert re.search(r"==> excess at \[16T, 32T\): [+-]\d\.\d{4} ± (\d\.\d{4}|nan) nats/token", out)
 
 
 def test_post_training_starts_from_the_earlier_run(corpus, tmp_path, capsys):
