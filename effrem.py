@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 import data
 from configurator import configure
-from evaluate import checkpoint_infos, clustered_mean, load_held_out, load_model, to_json
+from evaluate import checkpoint_infos, clustered_mean, load_held_out, load_model, setup, to_json
 
 # -----------------------------------------------------------------------------
 checkpoints = "out"     # comma-separated: train.py out_dirs, official checkpoint directories or hub ids
@@ -152,12 +152,7 @@ def plot(results, T_ctx, panels, path, title):
 
 
 if __name__ == "__main__":
-    torch.manual_seed(seed)
-    if threads:
-        torch.set_num_threads(threads)
-    device_type = "cuda" if "cuda" in device else "cpu"
-    ptdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-    ctx = nullcontext() if device_type == "cpu" else torch.amp.autocast(device_type=device_type, dtype=ptdtype)
+    ctx = setup(seed, threads, device, dtype)
 
     names = [d for d in distances.split(",") if d]
     check_distances(names)

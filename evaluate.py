@@ -402,13 +402,19 @@ def to_json(x):
     return x
 
 
-if __name__ == "__main__":
+def setup(seed, threads, device, dtype):
+    """Seeds torch, sets the CPU threads and returns the autocast context (bf16/fp16 on CUDA, none on the
+    CPU); evaluate.py and effrem.py start the same way."""
     torch.manual_seed(seed)
     if threads:
         torch.set_num_threads(threads)
-    device_type = "cuda" if "cuda" in device else "cpu"
-    ptdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-    ctx = nullcontext() if device_type == "cpu" else torch.amp.autocast(device_type=device_type, dtype=ptdtype)
+    if "cuda" not in device or dtype == "float32":
+        return nullcontext()
+    return torch.autocast("cuda", dtype=getattr(torch, dtype))
+
+
+if __name__ == "__main__":
+    ctx = setup(seed, threads, device, dtype)
 
     infos = checkpoint_infos(checkpoints, labels)   # every error before any work
     L = seq_len or 32 * infos[0]["T_train"]

@@ -4,5 +4,27 @@
 import os
 import sys
 
+import pytest
+import torch
+
 os.environ.setdefault("TRITON_INTERPRET", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and on busy cores two threads wait on each other (~10x slower).
+    A module opts in with pytestmark = pytest.mark.usefixtures("one_thread")."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_lm(seed=0, **kw):
+    """A small random Mamba-2 (or, with arch="gla", GLA) in eval mode, for the measurement tests."""
+    from model import LM, ModelConfig
+    torch.manual_seed(seed)
+    cfg = dict(arch="mamba2", vocab_size=50, d_model=32, n_layer=2, d_state=16, headdim=16, chunk_size=8,
+               scan_backend="chunked") | kw
+    return LM(ModelConfig(**cfg)).eval()

@@ -13,25 +13,12 @@ import torch
 import torch.nn.functional as F
 
 import evaluate
-from model import LM, ModelConfig
+from conftest import tiny_lm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and on busy cores two threads wait on each other (~10x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def tiny_lm(seed=0, **kw):
-    torch.manual_seed(seed)
-    cfg = dict(arch="mamba2", vocab_size=50, d_model=32, n_layer=2, d_state=16, headdim=16, chunk_size=8,
-               scan_backend="chunked") | kw
-    return LM(ModelConfig(**cfg)).eval()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_run(path, model, block_size, intervention="zero", corpus="stdlib", data_dir="data"):
