@@ -101,6 +101,9 @@ elif init_from == "resume":
     if not os.path.isfile(ckpt_path):
         raise FileNotFoundError(f"init_from='resume' but there is no {ckpt_path}: train into {out_dir} first")
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    if "optimizer" not in ckpt:
+        raise ValueError(f"{ckpt_path} holds the weights only (as the shipped assets/baseline does, to stay "
+                         f"small): post-train it with --init_from={out_dir}, or remake it to resume it")
     free = ("out_dir", "init_from", "max_iters", "eval_interval", "eval_iters", "log_interval", "threads")
     changed = {k: (ckpt["config"][k], v) for k, v in config.items()
                if k not in free and ckpt["config"].get(k) != v}

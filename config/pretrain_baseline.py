@@ -1,7 +1,8 @@
 # The baseline: a 0.25M-parameter Mamba-2 pretrained from a zero initial state on the bytes of the
 # Python standard library. It fails to length-generalize: beyond its training context its loss with
 # the full context is worse than with the context cut to at most T tokens, and the gap grows with t.
-# Its checkpoint is shipped in assets/baseline (about 10 minutes on 2 CPU cores); this remakes it:
+# Its weights are shipped in assets/baseline (without the optimiser state, to stay small: it is post-
+# trained, not resumed). It takes about 10 minutes on 2 CPU cores; this remakes it:
 #   python train.py config/pretrain_baseline.py
 # Two levers make the failure large at this scale (README, "What makes the failure larger"):
 #  - a short training context: T = 16. At T = 64 the same model fails 20x less (+0.003 nats).

@@ -124,3 +124,16 @@ def test_ctrl_c_saves_before_exiting(corpus, tmp_path):
 def test_bad_settings_fail_clearly(flag, error, message, corpus, tmp_path, capsys):
     with pytest.raises(error, match=message):
         run_train(tiny(corpus, tmp_path / "run") + [flag], capsys)
+
+
+def test_a_weights_only_checkpoint_is_post_trained_not_resumed(corpus, tmp_path, capsys):
+    # assets/baseline ships the model and settings only (no optimiser state): it can start a post-training,
+    # and resuming it says why not
+    run_train(tiny(corpus, tmp_path / "run", max_iters=2), capsys)
+    path = tmp_path / "run" / "ckpt.pt"
+    ckpt = torch.load(path, weights_only=True)
+    torch.save({k: ckpt[k] for k in ("model", "model_config", "config", "iter_num")}, path)
+    with pytest.raises(ValueError, match="holds the weights only"):
+        run_train(tiny(corpus, tmp_path / "run", init_from="resume"), capsys)
+    out = run_train(tiny(corpus, tmp_path / "post", init_from=tmp_path / "run", max_iters=2), capsys)
+    assert "steps 0 -> 2" in out
