@@ -4,11 +4,11 @@
 import os
 import sys
 
-import pytest
-import torch
-
 os.environ.setdefault("TRITON_INTERPRET", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import pytest  # noqa: E402  (after the variable: torch may import triton)
+import torch  # noqa: E402
 
 
 @pytest.fixture(scope="module")
