@@ -10,12 +10,12 @@ ways training and evaluation read them.
     eval_sequences              held-out sequences, each inside one long document (Def. 3.1)
 
 The default corpus, "stdlib", is the *.py files of Python's own standard library, test suite
-included (Debian's system Python ships that apart). Here (CPython 3.11): 1,762 non-empty files, 31.5
-MB; the 88 held out include 56 of >= 2048 bytes, 44 >= 4096, 35 >= 8192. It needs no download, and
-code has long-range structure: zlib codes the last 2 KB of a long file in 1.73 bits/byte given the
-16 KB before it, 2.15 given only 1 KB. Measured alternatives: the stdlib without test/ (13.2 MB, half
-the long files), pydoc_data's English help topics (79, 0.47 MB: too small), decimal's test data
-(4.4 MB of tables: no long-range gain).
+included: it needs no download, and code has long-range structure (a function uses names defined
+far above it). Which files a standard library has depends on the Python build, so two things keep
+experiments comparable across machines: a file is held out or not by a hash of its path alone (the
+same file is held out on every interpreter), and every prepared corpus carries a fingerprint (its
+document count, bytes and a hash of names and contents) that train.py saves in each checkpoint and
+evaluate.py checks against the corpus it evaluates on.
 """
 import hashlib
 import json
@@ -33,8 +33,7 @@ import tiktoken
 import tokenizers
 import torch
 
-VAL_FRACTION = 0.05  # share of documents held out (5%, as in findings/cpu-toy.md)
-SPLIT_SEED = 1337    # the document shuffle; fixed so every machine gets the same split
+VAL_FRACTION = 0.05  # share of documents held out: a 5% sample of the paths
 _STDLIB = sysconfig.get_paths()["stdlib"]  # this Python's standard library, the default corpus
 
 # -----------------------------------------------------------------------------
@@ -110,26 +109,43 @@ def _tokenizer_json(name):
 # corpora: read documents, split by document, tokenize once into .bin files
 
 
-def _documents(corpus):
-    """(names, texts): the corpus's non-empty documents, each as bytes, in a fixed order."""
+def _files(corpus):
+    """(root, files): the corpus's folder and its files, relative to it, in a fixed (sorted) order."""
     if corpus == "stdlib":
         root = Path(_STDLIB)
-        files = sorted(p.relative_to(root) for p in root.rglob("*.py"))  # sorted: a fixed order
         # site-packages holds installed third-party code, which differs from machine to machine
-        docs = [(str(f), (root / f).read_bytes()) for f in files
-                if not {"site-packages", "dist-packages"} & set(f.parts)]
+        return root, sorted(p.relative_to(root) for p in root.rglob("*.py")
+                            if not {"site-packages", "dist-packages"} & set(p.relative_to(root).parts))
+    root = Path(corpus)
+    if not root.exists():
+        raise FileNotFoundError(f"corpus {corpus!r} not found: pass 'stdlib', a text or .jsonl "
+                                f"file, or a folder of .txt / .jsonl files")
+    if root.is_file():
+        return root.parent, [Path(root.name)]
+    return root, sorted(p.relative_to(root) for p in root.rglob("*") if p.suffix in (".txt", ".jsonl"))
+
+
+def _listing(corpus):
+    """A cheap key of the corpus's files (names and sizes): a prepared folder whose key differs was
+    made from other files, e.g. by another Python whose standard library differs."""
+    root, files = _files(corpus)
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f}\0{(root / f).stat().st_size}\0".encode())
+    return h.hexdigest()[:16]
+
+
+def _documents(corpus):
+    """(names, texts): the corpus's non-empty documents, each as bytes, in a fixed order."""
+    root, files = _files(corpus)
+    if corpus == "stdlib":
+        docs = [(str(f), (root / f).read_bytes()) for f in files]
     else:
-        root = Path(corpus)
-        if not root.exists():
-            raise FileNotFoundError(f"corpus {corpus!r} not found: pass 'stdlib', a text or .jsonl "
-                                    f"file, or a folder of .txt / .jsonl files")
-        files = [root] if root.is_file() else sorted(p for p in root.rglob("*")
-                                                      if p.suffix in (".txt", ".jsonl"))
         docs = []
-        for f in files:
-            name = str(f.relative_to(root)) if root.is_dir() else f.name
+        for name in files:
+            f = root / name
             if f.suffix != ".jsonl":  # a text file is one document
-                docs.append((name, f.read_bytes()))
+                docs.append((str(name), f.read_bytes()))
                 continue
             for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
                 if line.strip():  # one JSON object per line, its "text" is one document
@@ -142,6 +158,59 @@ def _documents(corpus):
         raise ValueError(f"corpus {corpus!r} has no non-empty documents (.txt files, or .jsonl "
                          f"lines with a 'text' field)")
     return [n for n, _ in docs], [t for _, t in docs]
+
+
+def _path_hash(name):
+    """A number in [0, 1) that depends on the document's name (its path) alone."""
+    return int(hashlib.sha256(name.encode()).hexdigest()[:12], 16) / 16 ** 12
+
+
+def split_by_path(names):
+    """{"train": indices, "val": indices}: a document is held out when the hash of its path is below
+    VAL_FRACTION, so the same file is held out in every copy of a corpus that contains it. A corpus
+    too small for any hash to fall below keeps its document of smallest hash as the held-out one."""
+    h = np.array([_path_hash(n) for n in names])
+    val = h < VAL_FRACTION
+    if not val.any():
+        val[h.argmin()] = True
+    if val.all():
+        val[h.argmax()] = False
+    return {"val": np.flatnonzero(val), "train": np.flatnonzero(~val)}
+
+
+def fingerprint(names, texts, tokenizer):
+    """What identifies a corpus: {documents, bytes, sha256} over every (name, content) pair, and the
+    tokenizer, and the share held out. Two prepared corpora with one fingerprint hold the same tokens
+    in the same split."""
+    h = hashlib.sha256(tokenizer.encode())
+    for name, text in zip(names, texts):
+        h.update(name.encode() + b"\0" + hashlib.sha256(text).digest())
+    return {"documents": len(names), "bytes": sum(map(len, texts)), "sha256": h.hexdigest()[:16],
+            "held_out": VAL_FRACTION}
+
+
+def check_corpus(trained_on, data, model_name):
+    """Warnings (a list of strings) when a model is evaluated on a corpus other than its own.
+
+    trained_on is the "fingerprint" a checkpoint recorded (None for official checkpoints and runs
+    made before fingerprints). The split is a function of each path, so a document held out here
+    was held out in training too whenever that corpus had a document of the same name; what can
+    differ is the corpus itself (another Python's stdlib, an edited folder).
+    """
+    mine = data.meta.get("fingerprint")
+    if trained_on is None or mine is None:
+        return [f"{model_name}: no corpus fingerprint recorded, so it cannot be checked that the "
+                f"held-out documents were not among its training documents"]
+    if trained_on == mine:
+        return []
+    if trained_on.get("held_out") != mine["held_out"]:
+        return [f"{model_name} was trained with another share of documents held out "
+                f"({trained_on.get('held_out')} against {mine['held_out']}): some documents scored "
+                f"here may have been among its training documents"]
+    return [f"{model_name} was trained on another corpus ({trained_on['documents']} documents, "
+            f"{trained_on['bytes']:,} bytes, {trained_on['sha256']}) than the one evaluated here "
+            f"({mine['documents']}, {mine['bytes']:,}, {mine['sha256']}): the held-out documents are "
+            f"held out in both, but the numbers are not comparable with runs on one corpus"]
 
 
 def _short_name(name):
@@ -162,29 +231,32 @@ def prepare(corpus="stdlib", tokenizer="bytes", data_dir="data"):
     tok = get_tokenizer(tokenizer)
     corpus_id = corpus if corpus == "stdlib" else str(Path(corpus).resolve())
     out = Path(data_dir, f"{_short_name(corpus)}-{_short_name(tok.name)}")
+    listing = _listing(corpus)
     if (out / "meta.json").exists():
         meta = json.loads((out / "meta.json").read_text())
         if (meta["corpus"], meta["tokenizer"]) != (corpus_id, tok.name):
             raise ValueError(f"{out} holds {meta['corpus']} tokenized with {meta['tokenizer']}, "
                              f"not {corpus_id} with {tok.name}: pass another data_dir or delete it")
-        print(f"reusing {out} (delete it to tokenize again)")
-        return str(out)
-
+        if meta.get("listing") == listing:
+            print(f"reusing {out} (delete it to tokenize again)")
+            return str(out)
+        # another Python's stdlib, an edited folder, or a folder prepared before fingerprints
+        print(f"{out} was prepared from other files than {corpus_id} now holds: preparing it again")
+        (out / "meta.json").unlink()
     t0 = time.time()
     names, texts = _documents(corpus)
     if len(texts) < 2:
         raise ValueError(f"corpus {corpus!r} has one document and it cannot be split by document "
                          f"into train and val: give a folder of several files or a .jsonl file")
     # Split by document, never inside one: the evaluation needs whole held-out documents.
-    order = np.random.default_rng(SPLIT_SEED).permutation(len(texts))
-    n_val = max(1, round(VAL_FRACTION * len(texts)))
-    splits = {"val": order[:n_val], "train": order[n_val:]}
+    splits = split_by_path(names)
     v = tok.vocab_size
     dtype = np.uint8 if v <= 2**8 else np.uint16 if v <= 2**16 else np.uint32  # smallest that fits
     out.mkdir(parents=True, exist_ok=True)
     meta = {"corpus": corpus_id, "tokenizer": tok.name, "vocab_size": tok.vocab_size,
-            "dtype": np.dtype(dtype).name, "description": f"the *.py files in {_STDLIB}"
-            if corpus == "stdlib" else f"the .txt / .jsonl documents in {corpus_id}"}
+            "dtype": np.dtype(dtype).name, "listing": listing,
+            "fingerprint": fingerprint(names, texts, tok.name), "description": f"the *.py files in "
+            f"{_STDLIB}" if corpus == "stdlib" else f"the .txt / .jsonl documents in {corpus_id}"}
     shown, done = time.time(), 0
     for split, idx in splits.items():
         # Documents go back to back with nothing between them: the byte vocabulary has no spare id

@@ -174,6 +174,9 @@ if __name__ == "__main__":
     results = []
     for info in infos:
         model = load_model(info["name"], device)
+        if info["corpus"] is not None:   # a run of train.py: was it trained on this corpus?
+            for w in data.check_corpus(info["fingerprint"], held_out, info["name"]):
+                print(f"warning: {w}")
         print(f"Effective Remembrance of {info['name']} ({info['label']}), T_train = {info['T_train']}")
         per_seq, t0 = {d: [] for d in names}, time.time()
         for i in range(0, n_seqs, batch_size):

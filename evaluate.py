@@ -78,7 +78,8 @@ def checkpoint_info(name):
             with open(path) as f:
                 cfg = json.load(f)
             return dict(name=name, label=cfg["intervention"], T_train=cfg["block_size"],
-                        corpus=cfg["corpus"], tokenizer=cfg["tokenizer"], data_dir=cfg["data_dir"])
+                        corpus=cfg["corpus"], tokenizer=cfg["tokenizer"], data_dir=cfg["data_dir"],
+                        fingerprint=cfg.get("corpus_fingerprint"))
         if not os.path.isfile(os.path.join(name, "pytorch_model.bin")):
             raise FileNotFoundError(f"{name} holds neither ckpt.pt (a run of train.py) nor "
                                     f"pytorch_model.bin (an official checkpoint)")
@@ -88,7 +89,7 @@ def checkpoint_info(name):
                                 f"state-spaces/mamba2-130m")
     # an official checkpoint (a hub id is only downloaded by LM.from_pretrained, which says if it cannot)
     return dict(name=name, label=name, T_train=OFFICIAL_T_TRAIN, corpus=None, tokenizer="gpt-neox",
-                data_dir=None)
+                data_dir=None, fingerprint=None)
 
 
 def checkpoint_infos(checkpoints, labels=""):
@@ -433,6 +434,9 @@ if __name__ == "__main__":
                              f"tokenizer {held_out.vocab_size}: evaluate with the tokenizer it was trained on")
         if info["tokenizer"] not in (None, held_out.meta["tokenizer"]):
             print(f"warning: {info['name']} was trained with tokenizer {info['tokenizer']!r}")
+        if info["corpus"] is not None:   # a run of train.py: was it trained on this corpus?
+            for w in data.check_corpus(info["fingerprint"], held_out, info["name"]):
+                print(f"warning: {w}")
         print(f"evaluating {info['name']} ({info['label']}), T_train = {info['T_train']}")
         r = evaluate_checkpoint(model, seqs, doc_ids, info["T_train"], chunk_len, batch_size, smooth,
                                 n_drift_heads, ctx, device, info["label"])

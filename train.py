@@ -181,7 +181,8 @@ def save_checkpoint():
     torch.save(state, ckpt_path + ".tmp")
     os.replace(ckpt_path + ".tmp", ckpt_path)
     with open(os.path.join(out_dir, "config.json"), "w") as f:   # a readable record; evaluate.py reads it
-        json.dump(config | {"model_config": state["model_config"], "iter_num": iter_num}, f, indent=1)
+        json.dump(config | {"model_config": state["model_config"], "iter_num": iter_num,
+                            "corpus_fingerprint": dataset.meta.get("fingerprint")}, f, indent=1)
     print(f"saved {ckpt_path} at step {iter_num}")
 
 

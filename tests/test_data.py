@@ -114,6 +114,48 @@ def test_prepare_errors(tmp_path):
         data.prepare(str(tmp_path / "b" / "texts"), "bytes", tmp_path / "data")
 
 
+def test_split_is_a_function_of_each_path(tmp_path):
+    """Two copies of a corpus, one missing half the files (as two Pythons' standard libraries differ):
+    every file the two share is held out in both or in neither."""
+    names = [f"pkg{i % 7}/mod{i}.py" for i in range(400)]
+    full, part = tmp_path / "full", tmp_path / "part"
+    for i, n in enumerate(names):
+        for root in (full, part) if i % 2 else (full,):
+            (root / n).parent.mkdir(parents=True, exist_ok=True)
+            (root / n).with_suffix(".txt").write_text(f"document {i} " * (i % 5 + 1))
+    a = data.load(data.prepare(str(full), "bytes", tmp_path / "data-a"))
+    b = data.load(data.prepare(str(part), "bytes", tmp_path / "data-b"))
+    shared = set(b.meta["train"]["names"]) | set(b.meta["val"]["names"])
+    assert set(a.meta["val"]["names"]) & shared == set(b.meta["val"]["names"])
+    assert 0.02 < a.meta["val"]["documents"] / 400 < 0.09     # about VAL_FRACTION = 5% of the paths
+
+
+def test_a_changed_corpus_is_prepared_again(corpus, tmp_path, capsys):
+    path = data.prepare(str(corpus), "bytes", tmp_path / "data")
+    before = data.load(path).meta["fingerprint"]
+    assert before["documents"] == len(source_docs(corpus))
+    assert before["bytes"] == sum(map(len, source_docs(corpus).values()))
+    (corpus / "new.txt").write_text("a file the first prepare did not see")
+    capsys.readouterr()
+    data.prepare(str(corpus), "bytes", tmp_path / "data")
+    assert "preparing it again" in capsys.readouterr().out
+    after = data.load(path)
+    assert after.meta["fingerprint"]["documents"] == before["documents"] + 1
+    assert after.meta["fingerprint"]["sha256"] != before["sha256"]
+    names = after.meta["train"]["names"] + after.meta["val"]["names"]
+    assert "new.txt" in names and len(after.train) + len(after.val) == after.meta["fingerprint"]["bytes"]
+
+
+def test_check_corpus_warns_on_another_corpus(corpus, tmp_path):
+    d = data.load(data.prepare(str(corpus), "bytes", tmp_path / "data"))
+    same = dict(d.meta["fingerprint"])
+    assert data.check_corpus(same, d, "run") == []
+    other = same | {"documents": 3, "sha256": "0" * 16}
+    assert "trained on another corpus" in data.check_corpus(other, d, "run")[0]
+    assert "may have been among its training" in data.check_corpus(same | {"held_out": 0.1}, d, "run")[0]
+    assert "cannot be checked" in data.check_corpus(None, d, "run")[0]
+
+
 @pytest.fixture(scope="module")
 def stdlib(tmp_path_factory):
     return data.load(data.prepare("stdlib", "bytes", tmp_path_factory.mktemp("data")))
