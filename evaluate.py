@@ -8,10 +8,9 @@ longer than the training context T_train.
 
 Positions: position t (0-based) is the prediction of token t + 1 from x[0:t+1]; a sequence of L tokens has
 L - 1 of them, and training saw positions t < T_train. Losses are in nats per token, and the position-wise
-perplexity is exp of the mean loss at t (DESIGN.md; averaging per-token perplexities instead, as Def. 3.1's
-formula reads, lets a few very unlikely tokens dominate).
+perplexity is exp of the mean loss at t (README.md, "Measuring", says why not the mean of perplexities).
 
-Every position is scored twice (shared/findings/cpu-toy.md, "How the failure was measured"):
+Every position is scored twice:
   full       with all of its context. Each sequence is streamed in chunks of chunk_len tokens with the
              recurrent state carried from chunk to chunk, so memory does not grow with L.
   truncated  with between T_train/2 and T_train tokens of context: positions t < T_train already have at
@@ -40,36 +39,49 @@ import torch.nn.functional as F
 
 import data
 from configurator import configure
-from model import LM
+from model import LM, checkpoint_files, is_hub_id
 
 # -----------------------------------------------------------------------------
+# the settings shared with effrem.py (it imports them from here)
 checkpoints = "out"     # comma-separated: train.py out_dirs, official checkpoint directories or hub ids
 labels = ""             # comma-separated names for the curves; "": each run's intervention
-out_dir = "eval"        # where results.json and the figures go
-seq_len = 0             # L, tokens per sequence; 0: 32 * T_train of the first checkpoint
-n_seqs = 256            # held-out sequences (findings/cpu-toy.md: 256 gives clustered SEs of ~0.003 nats)
-batch_size = 16         # sequences streamed together
-chunk_len = 256         # tokens per forward call while streaming: sets the memory, never the result
-smooth = 32             # positions in the moving average behind the Def. 3.2 verdict and the curves
-n_drift_heads = 4       # heads singled out in fig. 9: those whose state std changes most after T_train
+out_dir = "eval"        # where the JSON and the figures go
+batch_size = 16         # sequences that go through the model together
 corpus = ""             # "": the first checkpoint's (official checkpoints: "stdlib")
 tokenizer = ""          # "": the first checkpoint's (official checkpoints: "gpt-neox")
 data_dir = ""           # "": the first checkpoint's, else "data"
 seed = 0                # which held-out sequences
 device = "cuda" if torch.cuda.is_available() else "cpu"
 dtype = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
-threads = 0             # CPU threads for torch; 0 = torch's default. 1 when other jobs share the cores:
-                        # on 2 busy cores two threads wait on each other and run ~10x slower
+threads = 0             # CPU threads for torch; 0 = torch's default (1 where other jobs share the cores)
+# evaluate.py's own
+seq_len = 0             # L, tokens per sequence; 0: 32 * T_train of the first checkpoint
+n_seqs = 256            # held-out sequences (the README's tables use 256)
+chunk_len = 256         # tokens per forward call while streaming: sets the memory, never the result
+smooth = 32             # positions in the moving average behind the Def. 3.2 verdict and the curves
+n_drift_heads = 4       # heads singled out in fig. 9: those whose state std changes most after T_train
 if __name__ == "__main__":   # imported (by effrem.py, by the tests) it keeps these defaults
     config = configure(globals())
 # -----------------------------------------------------------------------------
 
 OFFICIAL_T_TRAIN = 2048   # the official Mamba-2 checkpoints' training context (paper sec. B.1)
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def check_settings(settings, positive=(), non_negative=()):
+    """Before any work: each setting named in `positive` is an integer > 0, in `non_negative` >= 0, and
+    dtype is one of DTYPES. settings: the dict configure() returned."""
+    for name in (*positive, *non_negative):
+        value, least = settings[name], 1 if name in positive else 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"--{name}={value!r}: must be an integer >= {least}")
+    if settings["dtype"] not in DTYPES:
+        raise ValueError(f"--dtype={settings['dtype']!r}: expected one of {', '.join(DTYPES)}")
 
 
 def checkpoint_info(name):
     """What the evaluation needs to know about a checkpoint, read without loading it: {name, label,
-    T_train, corpus, tokenizer, data_dir} (the data settings None where the checkpoint does not say)."""
+    T_train, corpus, tokenizer, data_dir, fingerprint} (the data settings None where it does not say)."""
     if os.path.isdir(name):
         if os.path.isfile(os.path.join(name, "ckpt.pt")):       # a run of train.py
             path = os.path.join(name, "config.json")
@@ -83,11 +95,11 @@ def checkpoint_info(name):
         if not os.path.isfile(os.path.join(name, "pytorch_model.bin")):
             raise FileNotFoundError(f"{name} holds neither ckpt.pt (a run of train.py) nor "
                                     f"pytorch_model.bin (an official checkpoint)")
-    elif name.count("/") != 1 or name.startswith((".", "/", "~")):
+    elif not is_hub_id(name):
         raise FileNotFoundError(f"checkpoint {name!r} not found: no such directory. Pass a train.py out_dir, "
                                 f"a directory with config.json and pytorch_model.bin, or a hub id such as "
                                 f"state-spaces/mamba2-130m")
-    # an official checkpoint (a hub id is only downloaded by LM.from_pretrained, which says if it cannot)
+    # an official checkpoint (a hub id is only downloaded by fetch_official, which says if it cannot)
     return dict(name=name, label=name, T_train=OFFICIAL_T_TRAIN, corpus=None, tokenizer="gpt-neox",
                 data_dir=None, fingerprint=None)
 
@@ -106,6 +118,14 @@ def checkpoint_infos(checkpoints, labels=""):
     return infos
 
 
+def fetch_official(infos):
+    """Download every hub id among the checkpoints (or find it in the hub's cache) before the data is
+    prepared: a misspelt name is reported as a missing checkpoint, not as a tokenizer that cannot load."""
+    for info in infos:
+        if not os.path.isdir(info["name"]):
+            checkpoint_files(info["name"])
+
+
 def load_model(name, device):
     """LM.from_pretrained in eval mode; the scan backend is chosen for this device, not the training one."""
     model = LM.from_pretrained(name)
@@ -118,6 +138,23 @@ def load_held_out(info, corpus, tokenizer, data_dir):
     corpus = corpus or info["corpus"] or "stdlib"
     tokenizer = tokenizer or info["tokenizer"] or "gpt-neox"
     return data.load(data.prepare(corpus, tokenizer, data_dir or info["data_dir"] or "data"))
+
+
+def each_model(infos, held_out, device):
+    """The checkpoints' (info, model) in turn, each checked against the held-out corpus; the caller deletes
+    each model before the next is loaded, so that one is in memory at a time."""
+    for info in infos:
+        model = load_model(info["name"], device)
+        if model.config.vocab_size < held_out.vocab_size:
+            raise ValueError(f"{info['name']} has a vocabulary of {model.config.vocab_size}, the corpus's "
+                             f"tokenizer {held_out.vocab_size}: evaluate with the tokenizer it was trained on")
+        if info["tokenizer"] not in (None, held_out.meta["tokenizer"]):
+            print(f"warning: {info['name']} was trained with tokenizer {info['tokenizer']!r}")
+        if info["corpus"] is not None:   # a run of train.py: was it trained on this corpus?
+            for w in data.check_corpus(info["fingerprint"], held_out, info["name"]):
+                print(f"warning: {w}")
+        yield info, model
+        del model
 
 
 def check_length(L, T_train):
@@ -135,6 +172,13 @@ def state_points(P, T_train, per_octave=8):
     return sorted({int(p) for p in pts if p < P} | {T_train, P})
 
 
+def token_losses(logits, targets, V):
+    """Cross-entropy per token in nats, over the tokenizer's V ids (the embedding's padding rows left out).
+    logits: (B, n, padded vocab), targets: (B, n) -> (B, n) float32."""
+    return F.cross_entropy(logits[..., :V].flatten(0, 1).float(), targets.flatten(),
+                           reduction="none").view(targets.shape)
+
+
 @torch.no_grad()
 def score(model, x, T_train, chunk_len=256, points=(), ctx=nullcontext()):
     """Per-token losses of x, full and truncated, and the state's moments along the full pass.
@@ -142,47 +186,75 @@ def score(model, x, T_train, chunk_len=256, points=(), ctx=nullcontext()):
     x: (B, L) token ids. Returns full, truncated: (B, L - 1) float32 (nats; position t predicts x[:, t + 1]),
     and moments: (len(points), n_layer, H, 2) float64, per layer and head the sum and the sum of squares of
     the elements of S (B, H, K, V) after points[i] tokens: the state h of sec. 2.2, not the conv history.
-    q is the distribution over the tokenizer's vocabulary: the padding rows of the embedding are left out.
     """
-    V, (B, L) = model.config.vocab_size, x.shape
-    P, half = L - 1, T_train // 2
-    loss = lambda logits, y: F.cross_entropy(logits[..., :V].flatten(0, 1).float(), y.flatten(),
-                                             reduction="none").view(y.shape)
+    full, moments = score_full(model, x, chunk_len, points, ctx)
+    truncated = full.clone()                     # positions t < T_train: their context is already <= T_train
+    truncated[:, T_train:] = score_truncated(model, x, T_train, chunk_len, ctx)
+    return full, truncated, moments
+
+
+def score_full(model, x, chunk_len, points, ctx):
+    """The full-context pass, streamed in chunks with the state carried: full (B, L - 1), moments."""
+    (B, L), V = x.shape, model.config.vocab_size
+    P = L - 1
     inputs, targets = x[:, :-1], x[:, 1:]
     full = torch.empty(B, P, device=x.device)
     H = model.zero_states(1)[0]["S"].shape[1]
     moments = torch.zeros(len(points), model.config.n_layer, H, 2, dtype=torch.float64)
-    cuts = sorted({*range(chunk_len, P, chunk_len), *(p for p in points if p < P), P})
+    cuts = sorted({*range(chunk_len, P, chunk_len), *(p for p in points if p < P), P})  # chunk ends
     states, start = None, 0
     for cut in cuts:
         with ctx:
             logits, _, states = model(inputs[:, start:cut], states=states)
-        full[:, start:cut] = loss(logits, targets[:, start:cut])
+        full[:, start:cut] = token_losses(logits, targets[:, start:cut], V)
         if cut in points:
             S = torch.stack([s["S"] for s in states], dim=1).double()   # (B, n_layer, H, K, V)
             moments[points.index(cut)] = torch.stack([S.sum((0, 3, 4)), S.pow(2).sum((0, 3, 4))], -1).cpu()
         start = cut
+    return full, moments
 
-    # truncated: block j >= 2 (positions [j*half, (j+1)*half)) is read in window j - 1: tokens
-    # [(j-1)*half, (j+1)*half] from a zero state, of which only the second half's losses are kept. The
-    # sequence is padded so that every window is whole (the padding only feeds losses past the end, which are
-    # dropped). The windows have one length and are independent, so they are batched, about as many tokens per
-    # call as the full pass: 2 * L tokens in all, twice the full pass.
-    truncated = full.clone()
-    n_blocks = -(-P // half)
-    if n_blocks > 2:
-        xp = F.pad(x, (0, n_blocks * half + 1 - L))
-        windows = xp.unfold(1, T_train + 1, half)[:, 1:].reshape(-1, T_train + 1)   # (B * (n_blocks - 2), T + 1)
-        # written in place: a list of small results, kept while large temporaries come and go, pins glibc's
-        # heap and made the peak memory grow with L (measured: 1.3 GB instead of 0.6 GB at L = 64k)
-        kept = torch.empty(len(windows), half, device=x.device)
-        rows = max(1, B * chunk_len // T_train)                    # windows per forward call
-        for r in range(0, len(windows), rows):
-            with ctx:
-                logits, _, _ = model(windows[r:r + rows, :-1])
-            kept[r:r + rows] = loss(logits[:, half:], windows[r:r + rows, half + 1:])
-        truncated[:, T_train:] = kept.view(B, -1)[:, :P - T_train]   # blocks 2, 3, ... in order
-    return full, truncated, moments
+
+def score_truncated(model, x, T_train, chunk_len, ctx):
+    """The losses at positions T_train .. L - 2 with T_train/2 to T_train tokens of context: (B, L - 1 - T_train).
+
+    Positions are cut into blocks of half = T_train/2. Block j >= 2, positions [j*half, (j+1)*half), is read
+    in window j - 1: the T_train + 1 tokens x[(j-1)*half : (j+1)*half + 1], from a zero state; of the window's
+    T_train losses, the last `half` are block j's. The windows have one length and are independent, so they
+    go through the model in batches, about as many tokens per call as the full pass (2 L tokens in all)."""
+    (B, L), V = x.shape, model.config.vocab_size
+    P, half = L - 1, T_train // 2
+    n_blocks = -(-P // half)                                    # the last block may be cut short by the end
+    if n_blocks <= 2:
+        return x.new_empty(B, 0, dtype=torch.float32)
+    # pad the end so that the last window is whole: the padding only feeds losses past P, dropped below
+    padded = F.pad(x, (0, n_blocks * half + 1 - L))            # (B, n_blocks * half + 1)
+    starts = range(half, (n_blocks - 1) * half, half)          # window j - 1 starts at (j - 1) * half
+    windows = torch.stack([padded[:, s:s + T_train + 1] for s in starts], dim=1)   # (B, n_windows, T + 1)
+    windows = windows.flatten(0, 1)                            # sequence 0's windows in order, then 1's...
+    # one tensor written in place, not a list of pieces (README.md, "Measuring": the memory stays flat in L)
+    block_losses = torch.empty(len(windows), half, device=x.device)
+    windows_per_call = max(1, B * chunk_len // T_train)
+    for i in range(0, len(windows), windows_per_call):
+        w = windows[i:i + windows_per_call]                   # (n, T_train + 1)
+        with ctx:
+            logits, _, _ = model(w[:, :-1])
+        block_losses[i:i + len(w)] = token_losses(logits[:, half:], w[:, half + 1:], V)
+    by_position = block_losses.view(B, -1)                     # (B, (n_blocks - 2) * half): t = T_train, ...
+    return by_position[:, :P - T_train]                        # the padding's positions dropped
+
+
+def clusters(doc_ids):
+    """Sequences grouped by their document, for standard errors clustered by document. doc_ids: (n,) ->
+    cluster: (n,) each sequence's document as 0 .. G - 1, counts: (G,) float64 sequences per document."""
+    _, cluster = np.unique(np.asarray(doc_ids), return_inverse=True)
+    return cluster, np.bincount(cluster).astype(np.float64)
+
+
+def document_sums(values, cluster, G):
+    """Per-document sums of per-sequence values: values (n, ...), cluster (n,) in 0 .. G - 1 -> (G, ...)."""
+    sums = np.zeros((G, *values.shape[1:]))
+    np.add.at(sums, cluster, values)
+    return sums
 
 
 def clustered_mean(sums, counts):
@@ -251,44 +323,63 @@ def evaluate_checkpoint(model, seqs, doc_ids, T_train, chunk_len=256, batch_size
     per-position means and clustered SEs (full, truncated, excess), buckets, verdict and state statistics."""
     L = seqs.shape[1]
     check_length(L, T_train)
-    P = L - 1
-    docs, cluster = np.unique(doc_ids.numpy(), return_inverse=True)
-    counts = np.bincount(cluster).astype(np.float64)
-    sums = {k: np.zeros((len(docs), P)) for k in ("full", "truncated")}   # per document: memory O(G * L)
-    points = state_points(P, T_train)
+    cluster, counts = clusters(doc_ids)
+    points = state_points(L - 1, T_train)
+    sums, moments = score_by_document(model, seqs, cluster, len(counts), T_train, chunk_len, batch_size,
+                                      points, ctx, device, label)
+    r = dict(T_train=T_train, L=L, n_seqs=len(seqs), n_docs=len(counts))
+    for k in ("full", "truncated"):
+        r[f"loss_{k}"], r[f"se_{k}"] = clustered_mean(sums[k], counts)
+    sums["excess"] = sums["full"] - sums["truncated"]   # linear: per-document sums of the differences
+    r["excess"], r["se_excess"] = clustered_mean(sums["excess"], counts)
+    r["buckets"] = bucket_means(sums, counts, T_train)
+    r["verdict"] = verdict(r["loss_full"], T_train, width, r["buckets"])
+    n_el = len(seqs) * model.zero_states(1)[0]["S"][0, 0].numel()                # B * K * V per head
+    r.update(state_statistics(moments, n_el, points, T_train, n_drift_heads))
+    return r
+
+
+def score_by_document(model, seqs, cluster, G, T_train, chunk_len, batch_size, points, ctx, device, label):
+    """score() over seqs in batches -> per-document sums {"full", "truncated"}: (G, L - 1) each (memory
+    O(G L), whatever the number of sequences), and the state moments summed over every sequence."""
+    P = seqs.shape[1] - 1
+    sums = {"full": np.zeros((G, P)), "truncated": np.zeros((G, P))}
     moments, t0 = 0.0, time.time()
     for i in range(0, len(seqs), batch_size):
         x = seqs[i:i + batch_size].to(device)
         full, truncated, m = score(model, x, T_train, chunk_len, points, ctx)
-        np.add.at(sums["full"], cluster[i:i + batch_size], full.cpu().double().numpy())
-        np.add.at(sums["truncated"], cluster[i:i + batch_size], truncated.cpu().double().numpy())
+        sums["full"] += document_sums(full.cpu().double().numpy(), cluster[i:i + batch_size], G)
+        sums["truncated"] += document_sums(truncated.cpu().double().numpy(), cluster[i:i + batch_size], G)
         moments = moments + m
         done, dt = i + len(x), time.time() - t0
         print(f"  {label}: {done}/{len(seqs)} sequences, {3 * done * P / dt:,.0f} tokens/s "
               f"(full + truncated), {dt / done * (len(seqs) - done):.0f}s left")
+    return sums, moments
 
-    r = dict(T_train=T_train, L=L, n_seqs=len(seqs), n_docs=len(docs))
-    for k in ("full", "truncated"):
-        r[f"loss_{k}"], r[f"se_{k}"] = clustered_mean(sums[k], counts)
-    excess = sums["full"] - sums["truncated"]           # linear: per-document sums of the differences
-    r["excess"], r["se_excess"] = clustered_mean(excess, counts)
-    r["buckets"] = []
+
+def bucket_means(sums, counts, T_train):
+    """One row per position bucket: for each series in sums (name -> (G, P) per-document sums), the mean
+    over the bucket's positions and sequences, and its SE clustered by document."""
+    P = next(iter(sums.values())).shape[1]
+    rows = []
     for a, b in bucket_edges(T_train, P):
         row = dict(start=a, end=b, name=f"[{in_T(a, T_train)}, {in_T(b, T_train)})")
-        for k, s in (("full", sums["full"]), ("truncated", sums["truncated"]), ("excess", excess)):
+        for k, s in sums.items():
             mean, se = clustered_mean(s[:, a:min(b, P)].mean(1), counts)   # per-sequence bucket means
             row[k], row[f"se_{k}"] = float(mean), float(se)
-        r["buckets"].append(row)
-    r["verdict"] = verdict(r["loss_full"], T_train, width, r["buckets"])
+        rows.append(row)
+    return rows
 
-    # sec. 3.5: std over (batch, K, V) per layer and head, and over every element of every layer (fig. 4)
-    n_el = len(seqs) * model.zero_states(1)[0]["S"][0, 0].numel()                # B * K * V per head
+
+def state_statistics(moments, n_el, points, T_train, n_drift_heads):
+    """Sec. 3.5: the std of S over (batch, K, V) per layer and head, and over every element of every layer
+    (fig. 4), from the moments of score(); n_el = B * K * V elements per head. Singles out the heads whose
+    std changes most between T_train and the end (fig. 9)."""
     mean_lh, sq_lh = moments[..., 0].numpy() / n_el, moments[..., 1].numpy() / n_el   # (points, n_layer, H)
     std_lh = np.sqrt(np.maximum(sq_lh - mean_lh ** 2, 0))
     mean_all, sq_all = mean_lh.mean((1, 2)), sq_lh.mean((1, 2))
-    r["state_t"] = points
-    r["state_std"] = np.sqrt(np.maximum(sq_all - mean_all ** 2, 0))
-    r["state_std_heads"] = std_lh.transpose(1, 2, 0)                              # (n_layer, H, points)
+    r = dict(state_t=points, state_std=np.sqrt(np.maximum(sq_all - mean_all ** 2, 0)),
+             state_std_heads=std_lh.transpose(1, 2, 0))                          # (n_layer, H, points)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = std_lh[-1] / std_lh[points.index(T_train)]                        # (n_layer, H): end / T_train
     r["drift_ratio"] = ratio
@@ -415,28 +506,21 @@ def setup(seed, threads, device, dtype):
 
 
 if __name__ == "__main__":
-    ctx = setup(seed, threads, device, dtype)
-
+    check_settings(config, positive=("n_seqs", "batch_size", "chunk_len", "smooth", "n_drift_heads"),
+                   non_negative=("seq_len", "threads"))
     infos = checkpoint_infos(checkpoints, labels)   # every error before any work
     L = seq_len or 32 * infos[0]["T_train"]
     for i in infos:
         check_length(L, i["T_train"])
+    fetch_official(infos)
+    ctx = setup(seed, threads, device, dtype)
     held_out = load_held_out(infos[0], corpus, tokenizer, data_dir)
     seqs, doc_ids = data.eval_sequences(held_out, n_seqs, L, seed)
     print(f"{n_seqs} held-out sequences of {L} tokens from {len(doc_ids.unique())} documents of "
           f"{held_out.meta['corpus']} ({held_out.meta['tokenizer']} tokens)")
 
     results = []
-    for info in infos:
-        model = load_model(info["name"], device)
-        if model.config.vocab_size < held_out.vocab_size:
-            raise ValueError(f"{info['name']} has a vocabulary of {model.config.vocab_size}, the corpus's "
-                             f"tokenizer {held_out.vocab_size}: evaluate with the tokenizer it was trained on")
-        if info["tokenizer"] not in (None, held_out.meta["tokenizer"]):
-            print(f"warning: {info['name']} was trained with tokenizer {info['tokenizer']!r}")
-        if info["corpus"] is not None:   # a run of train.py: was it trained on this corpus?
-            for w in data.check_corpus(info["fingerprint"], held_out, info["name"]):
-                print(f"warning: {w}")
+    for info, model in each_model(infos, held_out, device):
         print(f"evaluating {info['name']} ({info['label']}), T_train = {info['T_train']}")
         r = evaluate_checkpoint(model, seqs, doc_ids, info["T_train"], chunk_len, batch_size, smooth,
                                 n_drift_heads, ctx, device, info["label"])

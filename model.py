@@ -409,7 +409,7 @@ class LM(nn.Module):
             model = cls(config)
             model.load_state_dict(ckpt["model"])
             return model
-        config_file, weights_file = _checkpoint_files(name_or_path)
+        config_file, weights_file = checkpoint_files(name_or_path)
         config = config_from_mamba_ssm(_read_json(config_file), where=config_file)
         state_dict = torch.load(weights_file, map_location="cpu", weights_only=True)
         model = cls(config)
@@ -435,7 +435,7 @@ def is_hub_id(name):
             and not os.path.isdir(parts[0]))
 
 
-def _checkpoint_files(name_or_path):
+def checkpoint_files(name_or_path):
     """The paths of config.json and pytorch_model.bin: in a local directory, or downloaded from the hub."""
     names = ("config.json", "pytorch_model.bin")
     if os.path.isdir(name_or_path):

@@ -228,3 +228,31 @@ def test_cli_writes_results_and_figures(tmp_path):
     proc = subprocess.run([sys.executable, "evaluate.py", f"--checkpoints={runs[0]}", "--seq_len=12"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "shorter than 2 * T_train = 16" in proc.stderr
+
+
+@pytest.mark.parametrize("script, setting", [
+    ("evaluate.py", "--n_seqs=0"), ("evaluate.py", "--batch_size=0"), ("evaluate.py", "--chunk_len=0"),
+    ("evaluate.py", "--smooth=0"), ("evaluate.py", "--seq_len=-5"), ("evaluate.py", "--n_seqs=None"),
+    ("effrem.py", "--n_seqs=0"), ("effrem.py", "--batch_size=0"), ("effrem.py", "--chunk_len=0"),
+    ("effrem.py", "--T=-1")])
+def test_out_of_range_settings_fail_at_once_naming_the_setting(script, setting):
+    # checkpoints that do not exist: a setting checked later than them would report them instead
+    proc = subprocess.run([sys.executable, script, setting, "--checkpoints=not-a-run"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and f"{setting}: must be an integer" in proc.stderr, proc.stderr
+
+
+def test_a_misspelt_checkpoint_is_reported_missing_not_the_tokenizer(tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path))   # as on a machine with no network
+    proc = subprocess.run([sys.executable, "evaluate.py", "--checkpoints=nothere/x"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "'nothere/x' is not a local directory" in proc.stderr, proc.stderr
+    assert "GPT-NeoX" not in proc.stderr
+
+
+def test_score_truncated_of_a_sequence_with_no_block_beyond_the_second():
+    model, T = tiny_lm(1), 8
+    x = torch.randint(0, 50, (2, 9))   # P = 8 = 2 blocks of T/2: nothing beyond T_train
+    assert evaluate.score_truncated(model, x, T, 64, evaluate.nullcontext()).shape == (2, 0)
+    full, truncated, _ = evaluate.score(model, x, T, 64)
+    torch.testing.assert_close(truncated, full, rtol=0, atol=0)

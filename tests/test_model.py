@@ -334,7 +334,7 @@ def test_path_like_names_fail_at_once(name, monkeypatch):
     (json.dumps(OFFICIAL_CONFIG | {"ssm_cfg": {**OFFICIAL_CONFIG["ssm_cfg"], "d_state": 1.5}}), ["d_state = 1.5"]),
     (json.dumps(OFFICIAL_CONFIG | {"tie_embeddings": "yes"}), ["tie_embeddings = 'yes'", "bool"]),
     ("[1, 2]", ["config.json", "JSON object"]),
-])
+], ids=["not-json", "str-int", "zero-layers", "zero-headdim", "float-int", "str-bool", "not-object"])
 def test_invalid_config_json_names_the_file(tmp_path, text, messages):
     path = write_checkpoint(tmp_path / "ckpt")
     (path / "config.json").write_text(text)
