@@ -20,17 +20,15 @@ import os
 import time
 from contextlib import nullcontext
 
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 import data
 from configurator import configure
-from evaluate import (check_settings, checkpoint_infos, clustered_mean, clusters, document_sums, each_model,
-                      fetch_official, load_held_out, setup, to_json)
+from figures import plot_effrem
+from measure import (check_settings, checkpoint_infos, clustered_mean, clusters, document_sums, each_model,
+                     fetch_official, load_held_out, setup, to_json)
 
 # -----------------------------------------------------------------------------
 # the settings shared with evaluate.py, which describes them: checkpoints, labels, out_dir, batch_size,
@@ -121,32 +119,6 @@ def default_ts(T_ctx, n=20):
     return sorted({int(t) for t in np.round(np.geomspace(1, T_ctx - 1, n))})
 
 
-def plot(results, T_ctx, panels, path, title):
-    """One panel per (distance, y scale), one curve per checkpoint (± clustered SE). x = t on a log axis: the
-    ts are log-spaced, and the failure shows at small t (the first tokens still move the prediction, sec. 3.4).
-    A log y axis shows the small values of small models, which a [0, 1] axis flattens to zero. The dashed line
-    is at T - T_train: the tokens left of it are further from the prediction than the training context."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
-    for ax, (d, yscale) in zip(axes[0], panels):
-        positive = [m for r in results for m in r[d]["mean"] if m is not None and m > 0]
-        bottom = 0 if yscale == "linear" else max(1e-8, min(positive, default=1e-6) / 2)
-        for r in results:
-            mean, se = np.array(r[d]["mean"], dtype=float), np.nan_to_num(np.array(r[d]["se"], dtype=float))
-            line, = ax.plot(r["ts"], mean, marker=".", label=r["label"])
-            ax.fill_between(r["ts"], mean - se, mean + se, color=line.get_color(), alpha=0.2)
-        for T_train in sorted({r["T_train"] for r in results}):
-            if T_train < T_ctx:
-                ax.axvline(T_ctx - T_train, ls="--", color="gray", lw=1, label=f"t = T - T_train (T_train = {T_train})")
-        ax.set(xscale="log", yscale=yscale, ylim=(bottom, 1),
-               xlabel=f"t (the prediction reads x[t:T], T = {T_ctx})", ylabel=f"EffRem_T(t), {d}",
-               title=f"{d}, {yscale} scale")
-        ax.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def remembrance_of_checkpoint(model, seqs, doc_ids, t_list, names, batch_size, chunk_len, ctx, device):
     """EffRem_T(t) of one model on seqs (n, T), in batches -> {distance: dict(mean, se, per_sequence)},
     each (len(ts),) or (n, len(ts)), the SEs clustered by document."""
@@ -204,9 +176,9 @@ if __name__ == "__main__":
 
     os.makedirs(out_dir, exist_ok=True)
     if "tv" in names:   # fig. 1 (bottom) on the paper's [0, 1] axis, and again on a log axis
-        plot(results, T_ctx, [("tv", "linear"), ("tv", "log")], os.path.join(out_dir, "effrem.png"),
+        plot_effrem(results, T_ctx, [("tv", "linear"), ("tv", "log")], os.path.join(out_dir, "effrem.png"),
              "Effective Remembrance, total variation (fig. 1, bottom)")
-    plot(results, T_ctx, [(d, "log") for d in names], os.path.join(out_dir, "effrem_distances.png"),
+    plot_effrem(results, T_ctx, [(d, "log") for d in names], os.path.join(out_dir, "effrem_distances.png"),
          "Effective Remembrance with three distances (fig. 13)")
     with open(os.path.join(out_dir, "effrem.json"), "w") as f:
         json.dump(to_json(dict(settings=config, corpus=held_out.meta["corpus"], doc_ids=doc_ids.numpy(),

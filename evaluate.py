@@ -30,16 +30,15 @@ import resource
 import time
 from contextlib import nullcontext
 
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 import data
 from configurator import configure
-from model import LM, checkpoint_files, is_hub_id
+from figures import plot_ppl, plot_reference, plot_state_heads, plot_state_std
+from measure import (check_settings, checkpoint_infos, clustered_mean, clusters, document_sums, each_model,
+                     fetch_official, load_held_out, setup, to_json, with_reference)
 
 # -----------------------------------------------------------------------------
 # the settings shared with effrem.py (it imports them from here)
@@ -60,102 +59,10 @@ n_seqs = 256            # held-out sequences (the README's tables use 256)
 chunk_len = 256         # tokens per forward call while streaming: sets the memory, never the result
 smooth = 32             # positions in the moving average behind the Def. 3.2 verdict and the curves
 n_drift_heads = 4       # heads singled out in fig. 9: those whose state std changes most after T_train
+reference = ""          # a checkpoint (e.g. the control run) to compare each one with, paired per token
 if __name__ == "__main__":   # imported (by effrem.py, by the tests) it keeps these defaults
     config = configure(globals())
 # -----------------------------------------------------------------------------
-
-OFFICIAL_T_TRAIN = 2048   # the official Mamba-2 checkpoints' training context (paper sec. B.1)
-DTYPES = ("float32", "bfloat16", "float16")
-
-
-def check_settings(settings, positive=(), non_negative=()):
-    """Before any work: each setting named in `positive` is an integer > 0, in `non_negative` >= 0, and
-    dtype is one of DTYPES. settings: the dict configure() returned."""
-    for name in (*positive, *non_negative):
-        value, least = settings[name], 1 if name in positive else 0
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ValueError(f"--{name}={value!r}: must be an integer >= {least}")
-    if settings["dtype"] not in DTYPES:
-        raise ValueError(f"--dtype={settings['dtype']!r}: expected one of {', '.join(DTYPES)}")
-
-
-def checkpoint_info(name):
-    """What the evaluation needs to know about a checkpoint, read without loading it: {name, label,
-    T_train, corpus, tokenizer, data_dir, fingerprint} (the data settings None where it does not say)."""
-    if os.path.isdir(name):
-        if os.path.isfile(os.path.join(name, "ckpt.pt")):       # a run of train.py
-            path = os.path.join(name, "config.json")
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"{path} not found: train.py writes it beside ckpt.pt")
-            with open(path) as f:
-                cfg = json.load(f)
-            return dict(name=name, label=cfg["intervention"], T_train=cfg["block_size"],
-                        corpus=cfg["corpus"], tokenizer=cfg["tokenizer"], data_dir=cfg["data_dir"],
-                        fingerprint=cfg.get("corpus_fingerprint"))
-        if not os.path.isfile(os.path.join(name, "pytorch_model.bin")):
-            raise FileNotFoundError(f"{name} holds neither ckpt.pt (a run of train.py) nor "
-                                    f"pytorch_model.bin (an official checkpoint)")
-    elif not is_hub_id(name):
-        raise FileNotFoundError(f"checkpoint {name!r} not found: no such directory. Pass a train.py out_dir, "
-                                f"a directory with config.json and pytorch_model.bin, or a hub id such as "
-                                f"state-spaces/mamba2-130m")
-    # an official checkpoint (a hub id is only downloaded by fetch_official, which says if it cannot)
-    return dict(name=name, label=name, T_train=OFFICIAL_T_TRAIN, corpus=None, tokenizer="gpt-neox",
-                data_dir=None, fingerprint=None)
-
-
-def checkpoint_infos(checkpoints, labels=""):
-    """checkpoint_info of each comma-separated checkpoint, labelled by `labels` (comma-separated, one per
-    checkpoint) or else by its intervention, and by its directory where two runs share one."""
-    infos = [checkpoint_info(name) for name in checkpoints.split(",") if name]
-    if not infos:
-        raise ValueError("no checkpoints given: --checkpoints=out_dir1,out_dir2,...")
-    given = labels.split(",") if labels else [i["label"] for i in infos]
-    if len(given) != len(infos):
-        raise ValueError(f"{len(given)} labels for {len(infos)} checkpoints: give one label per checkpoint")
-    for info, label in zip(infos, given):
-        info["label"] = label if labels or given.count(label) == 1 else f"{label} ({info['name']})"
-    return infos
-
-
-def fetch_official(infos):
-    """Download every hub id among the checkpoints (or find it in the hub's cache) before the data is
-    prepared: a misspelt name is reported as a missing checkpoint, not as a tokenizer that cannot load."""
-    for info in infos:
-        if not os.path.isdir(info["name"]):
-            checkpoint_files(info["name"])
-
-
-def load_model(name, device):
-    """LM.from_pretrained in eval mode; the scan backend is chosen for this device, not the training one."""
-    model = LM.from_pretrained(name)
-    model.config.scan_backend = "auto"   # one config object, shared by every mixer
-    return model.to(device).eval()
-
-
-def load_held_out(info, corpus, tokenizer, data_dir):
-    """The prepared corpus: the settings given, else those of the checkpoint described by `info`."""
-    corpus = corpus or info["corpus"] or "stdlib"
-    tokenizer = tokenizer or info["tokenizer"] or "gpt-neox"
-    return data.load(data.prepare(corpus, tokenizer, data_dir or info["data_dir"] or "data"))
-
-
-def each_model(infos, held_out, device):
-    """The checkpoints' (info, model) in turn, each checked against the held-out corpus; the caller deletes
-    each model before the next is loaded, so that one is in memory at a time."""
-    for info in infos:
-        model = load_model(info["name"], device)
-        if model.config.vocab_size < held_out.vocab_size:
-            raise ValueError(f"{info['name']} has a vocabulary of {model.config.vocab_size}, the corpus's "
-                             f"tokenizer {held_out.vocab_size}: evaluate with the tokenizer it was trained on")
-        if info["tokenizer"] not in (None, held_out.meta["tokenizer"]):
-            print(f"warning: {info['name']} was trained with tokenizer {info['tokenizer']!r}")
-        if info["corpus"] is not None:   # a run of train.py: was it trained on this corpus?
-            for w in data.check_corpus(info["fingerprint"], held_out, info["name"]):
-                print(f"warning: {w}")
-        yield info, model
-        del model
-
 
 def check_length(L, T_train):
     if T_train % 2:
@@ -243,31 +150,6 @@ def score_truncated(model, x, T_train, chunk_len, ctx):
     return by_position[:, :P - T_train]                        # the padding's positions dropped
 
 
-def clusters(doc_ids):
-    """Sequences grouped by their document, for standard errors clustered by document. doc_ids: (n,) ->
-    cluster: (n,) each sequence's document as 0 .. G - 1, counts: (G,) float64 sequences per document."""
-    _, cluster = np.unique(np.asarray(doc_ids), return_inverse=True)
-    return cluster, np.bincount(cluster).astype(np.float64)
-
-
-def document_sums(values, cluster, G):
-    """Per-document sums of per-sequence values: values (n, ...), cluster (n,) in 0 .. G - 1 -> (G, ...)."""
-    sums = np.zeros((G, *values.shape[1:]))
-    np.add.at(sums, cluster, values)
-    return sums
-
-
-def clustered_mean(sums, counts):
-    """Mean over sequences and its standard error clustered by document (sequences of one document are
-    correlated). sums: (G, ...) per-document sums over its sequences; counts: (G,) sequences per document.
-    SE^2 = G / (G - 1) * sum_g (sums_g - counts_g * mean)^2 / n^2, n = sum_g counts_g (NaN if G == 1)."""
-    G, n = len(counts), counts.sum()
-    mean = sums.sum(0) / n
-    resid = sums - counts.reshape(-1, *[1] * (sums.ndim - 1)) * mean
-    se = np.sqrt(G / (G - 1) * (resid ** 2).sum(0)) / n if G > 1 else np.full_like(mean, np.nan)
-    return mean, se
-
-
 def smoothed(a, width, grow=0.0):
     """Moving average over about `width` positions: position t averages a[t-h .. t+h], h = min(width // 2, t),
     so the window narrows towards t = 0 and the steep start of the curve is not smeared across it; at the end
@@ -281,27 +163,36 @@ def smoothed(a, width, grow=0.0):
     return (c[hi + 1] - c[lo]) / (hi - lo + 1)
 
 
-def verdict(loss, T_train, width, buckets):
-    """Def. 3.2, literally and paired. loss: (P,) mean loss per position; buckets: as in evaluate_checkpoint.
+def verdicts(loss, T_train, width, buckets):
+    """Two answers to "does the model length-generalize?". loss: (P,) mean loss per position; buckets: rows of
+    bucket_means with an "excess". Returns (def32_verdict, paired_verdict), two dicts.
 
-    Literally: t* and p* are the argmin and min of the position-wise perplexity over the training positions
-    t < T_train, smoothed over `width` positions (per position the SE is ~0.1 nats with 256 sequences of
-    bytes, more than the effects sought; 32 positions bring it to ~0.02), and the model length-generalizes
-    if the curve stays at or below p* beyond T_train. On text with a few dozen held-out documents this is
-    fragile: which tokens happen to sit at which positions moves the raw curve by more than the failure
-    does (a model that does not fail can sit above p* at most positions), and any noise crosses p*.
-    Paired: the same question with the content of each position taken out. The truncated loss of the very
-    same tokens, with T_train/2 to T_train tokens of context, is what the model achieves within its
-    training context; the model fails if, in some bucket beyond T_train, the full context is worse than that
-    by more than two clustered standard errors. This decides the printed verdict."""
+    def32_verdict, Def. 3.2 literally: t* and p* are the argmin and the min of the position-wise perplexity over
+    the training positions t < T_train, smoothed over `width` positions, and the model length-generalizes if
+    the curve stays at or below p* beyond T_train. Which tokens happen to sit at which positions moves the raw
+    curve by more than the failure does, so on a few dozen documents this answer is mostly noise.
+    paired_verdict, the printed one: the same question with each position's content taken out. The model
+    fails if, in some bucket beyond T_train, its loss with the full context exceeds its loss on the same tokens
+    with T_train/2 to T_train tokens of context (the excess) by more than two clustered standard errors."""
     s = smoothed(loss, width)
     t_star = int(np.argmin(s[:T_train]))
     above = s[T_train:] > s[t_star]
     first = int(T_train + np.argmax(above)) if above.any() else None
     failing = [b["name"] for b in buckets if b["start"] >= T_train and b["excess"] > 2 * b["se_excess"]]
-    return dict(t_star=t_star, p_star=float(np.exp(s[t_star])), first_above=first,
-                fraction_above=float(above.mean()), smooth=width, failing_buckets=failing,
-                length_generalizes=not failing)
+    def32 = dict(t_star=t_star, p_star=float(np.exp(s[t_star])), first_above=first,
+                 fraction_above=float(above.mean()), smooth=width, length_generalizes=first is None)
+    return def32, dict(failing_buckets=failing, length_generalizes=not failing)
+
+
+def paired_difference(full_sums, reference_sums, counts, T_train):
+    """The second measure: a checkpoint's full-context loss minus a reference model's on the very same tokens
+    (paired per token), which does not depend on how well either model does with a short context. full_sums,
+    reference_sums: (G, P) per-document sums of the full-context losses; counts: (G,) sequences per document.
+    Returns diff, se_diff: (P,) per position, and buckets: rows with "diff", "se_diff" (SEs clustered by
+    document)."""
+    diff = full_sums - reference_sums                   # linear: per-document sums of the differences
+    mean, se = clustered_mean(diff, counts)
+    return dict(diff=mean, se_diff=se, buckets=bucket_means({"diff": diff}, counts, T_train))
 
 
 def bucket_edges(T, P):
@@ -320,7 +211,8 @@ def in_T(a, T):
 def evaluate_checkpoint(model, seqs, doc_ids, T_train, chunk_len=256, batch_size=16, width=32,
                         n_drift_heads=4, ctx=nullcontext(), device="cpu", label=""):
     """Everything per checkpoint. seqs: (n, L) token ids, doc_ids: (n,) their documents. Returns a dict of
-    per-position means and clustered SEs (full, truncated, excess), buckets, verdict and state statistics."""
+    per-position means and clustered SEs (full, truncated, excess), buckets, the two verdicts and the state
+    statistics."""
     L = seqs.shape[1]
     check_length(L, T_train)
     cluster, counts = clusters(doc_ids)
@@ -333,7 +225,8 @@ def evaluate_checkpoint(model, seqs, doc_ids, T_train, chunk_len=256, batch_size
     sums["excess"] = sums["full"] - sums["truncated"]   # linear: per-document sums of the differences
     r["excess"], r["se_excess"] = clustered_mean(sums["excess"], counts)
     r["buckets"] = bucket_means(sums, counts, T_train)
-    r["verdict"] = verdict(r["loss_full"], T_train, width, r["buckets"])
+    r["def32_verdict"], r["paired_verdict"] = verdicts(r["loss_full"], T_train, width, r["buckets"])
+    r["full_by_document"] = sums["full"]                # (G, P), for paired_difference; not written to JSON
     n_el = len(seqs) * model.zero_states(1)[0]["S"][0, 0].numel()                # B * K * V per head
     r.update(state_statistics(moments, n_el, points, T_train, n_drift_heads))
     return r
@@ -390,7 +283,7 @@ def state_statistics(moments, n_el, points, T_train, n_drift_heads):
 
 
 def report(r, label):
-    """The printout: one row per position bucket, the headline excess, the verdict, the drifting heads."""
+    """The printout: one row per position bucket, the headline excess, the two verdicts, the drifting heads."""
     T = r["T_train"]
     print(f"\n{label}: T_train = {T}, L = {r['L']}, {r['n_seqs']} sequences from {r['n_docs']} documents")
     print(f"{'positions':<14} {'full':>8} {'truncated':>10}   excess = full - truncated (nats/token)")
@@ -399,118 +292,51 @@ def report(r, label):
     head = next((b for b in r["buckets"] if b["start"] == 16 * T), r["buckets"][-1])
     print(f"==> excess at {head['name']}: {head['excess']:+.4f} ± {head['se_excess']:.4f} nats/token "
           f"(> 0: the context beyond T_train hurts)")
-    v = r["verdict"]
+    v = r["def32_verdict"]
     rises = (f"is above p* at {100 * v['fraction_above']:.0f}% of the positions beyond T_train, first at "
              f"t = {v['first_above']}" if v["first_above"] is not None else "never exceeds p* beyond T_train")
-    print(f"Def. 3.2, literally (smoothed over {v['smooth']} positions): t* = {v['t_star']}, p* = {v['p_star']:.3f}; "
-          f"the perplexity {rises}")
-    print(f"Def. 3.2, paired: " + (f"the full context is worse than the truncated one by > 2 SE in "
-          f"{', '.join(v['failing_buckets'])}: fails to length-generalize" if v["failing_buckets"] else
-          "no bucket beyond T_train is worse with the full context (> 2 SE): length-generalizes"))
+    print(f"def32_verdict, Def. 3.2 literally (smoothed over {v['smooth']} positions): t* = {v['t_star']}, "
+          f"p* = {v['p_star']:.3f}; the perplexity {rises}")
+    failing = r["paired_verdict"]["failing_buckets"]
+    print("paired_verdict, does the long context hurt this model? " + (
+          f"yes: the full context is worse than the truncated one by > 2 SE in {', '.join(failing)}: fails to "
+          f"length-generalize" if failing else "no bucket beyond T_train is worse with the full context "
+          "(> 2 SE): length-generalizes"))
     s, i = r["state_std"], r["state_t"].index(T)
     print(f"state std (all layers): {s[i]:.4f} at t = T_train, {s[-1]:.4f} at t = {r['state_t'][-1]} "
           f"(x{s[-1] / s[i]:.2f}); most drifting heads (std at the end / at T_train): "
           + ", ".join(f"layer {d['layer']} head {d['head']} x{d['ratio']:.2f}" for d in r["drifting_heads"]))
 
 
-def vlines(ax, results):
-    """A dashed vertical line at each training context among the checkpoints."""
-    for T in sorted({r["T_train"] for r in results}):
-        ax.axvline(T, ls="--", color="gray", lw=1, label=f"T_train = {T}")
-
-
-def plot_ppl(results, path, width):
-    """Figs. 1 (top) and 5: smoothed position-wise perplexity; below it, the excess full - truncated, with
-    the bucket means and their clustered SEs."""
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 8), sharex=True)
+def compare_with_reference(results, ref_index, doc_ids, width):
+    """Adds r["vs_reference"] (paired_difference against results[ref_index], and its smoothed curve) to
+    every result."""
+    _, counts = clusters(doc_ids)
+    ref = results[ref_index]
     for r in results:
-        t = np.arange(1, r["L"] - 1)                   # t = 0 has no place on a log axis
-        top.plot(t, r["ppl_smoothed"][1:], label=r["label"])
-        line, = bottom.plot(t, r["excess_smoothed"][1:], lw=0.8, alpha=0.7)
-        b = [x for x in r["buckets"] if x["start"] >= r["T_train"]]
-        centres = [math.sqrt(x["start"] * min(x["end"], r["L"] - 1)) for x in b]
-        bottom.errorbar(centres, [x["excess"] for x in b], [x["se_excess"] for x in b], fmt="o",
-                        color=line.get_color(), capsize=3, label=f"{r['label']} (bucket means ± SE)")
-    vlines(top, results)
-    vlines(bottom, results)
-    bottom.axhline(0, color="black", lw=0.8)
-    top.set(xscale="log", ylabel=f"perplexity (moving average of max({width}, t/16) positions)",
-            title="Position-wise perplexity (Def. 3.1)")
-    bottom.set(xlabel="position t", ylabel="full - truncated loss (nats/token)",
-               title="Excess loss of the full context over a context of T_train/2 to T_train tokens")
-    top.legend(fontsize=8)
-    bottom.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        vs = paired_difference(r["full_by_document"], ref["full_by_document"], counts, r["T_train"])
+        r["vs_reference"] = dict(reference=ref["checkpoint"], diff_smoothed=smoothed(vs["diff"], width, 1 / 32), **vs)
 
 
-def plot_state_std(results, path):
-    """Fig. 4: the std of the whole state (every element of every layer) against the tokens read."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in results:
-        ax.plot(r["state_t"], r["state_std"], marker=".", label=r["label"])
-    vlines(ax, results)
-    ax.set(xscale="log", xlabel="t (tokens read)", ylabel="std of the state h_t, all layers",
-           title="State statistics over time (fig. 4)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def report_reference(results):
+    """The second measure's table: per bucket, each checkpoint's full-context loss minus the reference's."""
+    compared = [r for r in results if not r["is_reference"]]
+    print(f"\nis this model better than the reference, {results[0]['vs_reference']['reference']}, at long "
+          f"positions? full-context loss minus the reference's on the same tokens (nats/token; < 0: better)")
+    print(f"{'positions':<14}" + "".join(f"{r['label'][:24]:>26}" for r in compared))
+    for i, bucket in enumerate(compared[0]["vs_reference"]["buckets"] if compared else []):
+        cells = [r["vs_reference"]["buckets"][i] for r in compared]
+        print(f"{bucket['name']:<14}" + "".join(f"{c['diff']:+13.4f} ± {c['se_diff']:.4f}"[-26:].rjust(26)
+                                              for c in cells))
 
-
-def plot_state_heads(results, path):
-    """Fig. 9: one panel per head singled out by any checkpoint, every checkpoint in each panel. Layer l, head h
-    is the same head in two checkpoints only if they share their pretraining (a baseline and its post-trainings)."""
-    heads = list(dict.fromkeys((d["layer"], d["head"]) for r in results for d in r["drifting_heads"]))
-    cols = min(4, len(heads))
-    rows = -(-len(heads) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.5 * cols, 2.8 * rows), squeeze=False)
-    for ax, (l, h) in zip(axes.flat, heads):
-        for r in results:
-            if l < r["state_std_heads"].shape[0] and h < r["state_std_heads"].shape[1]:
-                ax.plot(r["state_t"], r["state_std_heads"][l, h], label=r["label"])
-        vlines(ax, results)
-        ax.set(xscale="log", title=f"layer {l}, head {h}", xlabel="t (tokens read)", ylabel="std of h_t")
-    for ax in axes.flat[len(heads):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    fig.suptitle("State std of the heads that drift most after T_train (fig. 9)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def to_json(x):
-    """numpy -> lists of floats with 6 significant digits; NaN and inf -> null."""
-    if isinstance(x, dict):
-        return {k: to_json(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [to_json(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return to_json(x.tolist())
-    if isinstance(x, float):
-        return float(f"{x:.6g}") if math.isfinite(x) else None
-    return x
-
-
-def setup(seed, threads, device, dtype):
-    """Seeds torch, sets the CPU threads and returns the autocast context (bf16/fp16 on CUDA, none on the
-    CPU); evaluate.py and effrem.py start the same way."""
-    torch.manual_seed(seed)
-    if threads:
-        torch.set_num_threads(threads)
-    if "cuda" not in device or dtype == "float32":
-        return nullcontext()
-    return torch.autocast("cuda", dtype=getattr(torch, dtype))
 
 
 if __name__ == "__main__":
     check_settings(config, positive=("n_seqs", "batch_size", "chunk_len", "smooth", "n_drift_heads"),
                    non_negative=("seq_len", "threads"))
-    infos = checkpoint_infos(checkpoints, labels)   # every error before any work
+    infos, ref_index = with_reference(checkpoint_infos(checkpoints, labels), reference)
     L = seq_len or 32 * infos[0]["T_train"]
-    for i in infos:
+    for i in infos:                                 # every error before any work
         check_length(L, i["T_train"])
     fetch_official(infos)
     ctx = setup(seed, threads, device, dtype)
@@ -524,20 +350,28 @@ if __name__ == "__main__":
         print(f"evaluating {info['name']} ({info['label']}), T_train = {info['T_train']}")
         r = evaluate_checkpoint(model, seqs, doc_ids, info["T_train"], chunk_len, batch_size, smooth,
                                 n_drift_heads, ctx, device, info["label"])
-        results.append(dict(label=info["label"], checkpoint=info["name"], **r))
+        results.append(dict(label=info["label"], checkpoint=info["name"], is_reference=len(results) == ref_index,
+                            **r))
         report(r, info["label"])
         del model
+    if ref_index is not None:
+        compare_with_reference(results, ref_index, doc_ids, smooth)
+        report_reference(results)
 
     os.makedirs(out_dir, exist_ok=True)
     for r in results:   # the curves as plotted, kept in the JSON beside the raw per-position arrays
         r["ppl_smoothed"] = np.exp(smoothed(r["loss_full"], smooth, 1 / 32))
         r["excess_smoothed"] = smoothed(r["excess"], smooth, 1 / 32)
+        del r["full_by_document"]
+    figures = ["ppl.png", "state_std.png", "state_std_heads.png"] + (["reference.png"] if reference else [])
     plot_ppl(results, os.path.join(out_dir, "ppl.png"), smooth)
     plot_state_std(results, os.path.join(out_dir, "state_std.png"))
     plot_state_heads(results, os.path.join(out_dir, "state_std_heads.png"))
+    if reference:
+        plot_reference(results, os.path.join(out_dir, "reference.png"))
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump(to_json(dict(settings=config, corpus=held_out.meta["corpus"],
                                positions="position t predicts token t + 1 from x[0:t+1]; losses in nats/token; "
                                          "state_t counts tokens read", checkpoints=results)), f)
-    print(f"\nwrote {out_dir}/results.json, ppl.png, state_std.png, state_std_heads.png; peak RSS "
+    print(f"\nwrote {out_dir}/results.json, {', '.join(figures)}; peak RSS "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
