@@ -18,10 +18,14 @@ Every position is scored twice:
              starts from a zero state T_train/2 positions before it. Windows starting at even and at odd
              multiples of T_train/2 are two staggered streams, each restarted every T_train tokens.
 The raw curve slopes down with t on text by itself (more context helps); the excess, full - truncated, takes
-that out: > 0 where the long context hurts, i.e. where the model fails to length-generalize.
+that out: > 0 where the long context hurts, i.e. where the model fails to length-generalize. It answers "does
+the long context hurt this model?", not "which model is better": a model bad at short contexts has a small
+excess. With --reference, the full-context loss minus the reference model's on the same tokens answers
+"is this model better than the reference at long positions?".
 
-Writes to out_dir: results.json (every number below, per checkpoint), ppl.png (figs. 1 top and 5, and the
-excess), state_std.png (fig. 4) and state_std_heads.png (fig. 9).
+Writes to out_dir: results.json (every number below, per checkpoint), ppl.png (figs. 1 top and 5: the
+difference from the reference, the excess, the perplexity), reference.png (with --reference),
+state_std.png (fig. 4) and state_std_heads.png (fig. 9).
 """
 import json
 import math
