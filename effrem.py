@@ -14,6 +14,9 @@ Distances d (appendix G): "tv" total variation (eq. 3), "js" the Jensen-Shannon 
 the JS divergence in bits), "cosine" one minus the cosine similarity of the probability vectors; all three are
 0 for identical distributions and 1 for disjoint supports. Writes to out_dir: effrem.json, effrem.png (TV,
 fig. 1 bottom) and effrem_distances.png (the three distances, fig. 13).
+
+The settings checkpoints, labels, out_dir, batch_size, corpus, tokenizer, data_dir, seed, device, dtype and
+threads are evaluate.py's, imported from it: `python evaluate.py --help` describes them.
 """
 import json
 import os
@@ -31,8 +34,7 @@ from measure import (check_settings, checkpoint_infos, clustered_mean, clusters,
                      fetch_official, load_held_out, setup, to_json)
 
 # -----------------------------------------------------------------------------
-# the settings shared with evaluate.py, which describes them: checkpoints, labels, out_dir, batch_size,
-# corpus, tokenizer, data_dir, seed, device, dtype, threads
+# the settings shared with evaluate.py, which describes them
 from evaluate import (batch_size, checkpoints, corpus, data_dir, device, dtype, labels, out_dir,
                       seed, threads, tokenizer)
 # effrem.py's own
