@@ -43,6 +43,7 @@ from configurator import configure
 from figures import plot_ppl, plot_reference, plot_state_heads, plot_state_std
 from measure import (check_settings, checkpoint_infos, clustered_mean, clusters, document_sums, each_model,
                      fetch_official, load_held_out, setup, to_json, with_reference)
+from measure import checkpoint_info, load_model  # noqa: F401  (used as evaluate.* by tasks.py, written before measure.py)
 
 # -----------------------------------------------------------------------------
 # the settings shared with effrem.py (it imports them from here)
