@@ -28,6 +28,7 @@ still attached to the graph: detach them before handing them to another batch (s
 import dataclasses
 import json
 import math
+import numbers
 import os
 from dataclasses import dataclass
 
@@ -124,12 +125,13 @@ class ModelConfig:
 
 
 def _has_type(value, kind):
-    """isinstance, except that a bool is no int, an int is a float, and a list of numbers a tuple."""
+    """isinstance, except that a bool is no int, any integer (numpy's too) is an int and a float, and a
+    list of numbers is a tuple."""
     if kind is tuple:
         return isinstance(value, (tuple, list)) and all(_has_type(v, float) for v in value)
     if isinstance(value, bool):
         return kind is bool
-    return isinstance(value, (int, float) if kind is float else kind)
+    return isinstance(value, {int: numbers.Integral, float: numbers.Real}.get(kind, kind))
 
 
 def recurrence(q, k, v, g, h0, config):
