@@ -103,6 +103,8 @@ def check_commands(commands):
             defaults = settings(script)
             values = {}
             for arg in words[2:]:
+                if arg in ("--help", "-h"):
+                    continue                              # configurator prints the settings
                 if arg.startswith("--"):
                     key, _, value = arg[2:].partition("=")
                     if key not in defaults:
@@ -166,6 +168,7 @@ def test_the_checker_finds_what_a_fresh_clone_would_not_run():
         "python train.py config/no_such_config.py",
         "python train.py --no_such_key=1",
         "python evaluate.py --checkpoints=out-x,out-never,state-spaces/mamba2-130m",
+        "python train.py --help",                                       # fine
         "python nothere.py",
         "bash nothere.sh",
     ])
