@@ -43,7 +43,7 @@ from configurator import configure
 from figures import plot_ppl, plot_reference, plot_state_heads, plot_state_std
 from measure import (check_settings, checkpoint_infos, clustered_mean, clusters, document_sums, each_model,
                      fetch_official, load_held_out, setup, to_json, with_reference)
-from measure import checkpoint_info, load_model  # noqa: F401  (used as evaluate.* by tasks.py, written before measure.py)
+from measure import checkpoint_info, load_model  # noqa: F401  (tasks.py calls them as evaluate.*)
 
 # -----------------------------------------------------------------------------
 # the settings shared with effrem.py (it imports them from here)
@@ -62,12 +62,13 @@ threads = 0             # CPU threads for torch; 0 = torch's default (1 where ot
 seq_len = 0             # L, tokens per sequence; 0: 32 * T_train of the first checkpoint
 n_seqs = 256            # held-out sequences (the README's tables use 256)
 chunk_len = 256         # tokens per forward call while streaming: sets the memory, never the result
-smooth = 32             # positions in the moving average behind the Def. 3.2 verdict and the curves
+smooth = 32             # positions in the moving average behind def32_verdict and the curves
 n_drift_heads = 4       # heads singled out in fig. 9: those whose state std changes most after T_train
 reference = ""          # a checkpoint (e.g. the control run) to compare each one with, paired per token
 if __name__ == "__main__":   # imported (by effrem.py, by the tests) it keeps these defaults
     config = configure(globals())
 # -----------------------------------------------------------------------------
+
 
 def check_length(L, T_train):
     if T_train % 2:
@@ -333,7 +334,6 @@ def report_reference(results):
         cells = [r["vs_reference"]["buckets"][i] for r in compared]
         print(f"{bucket['name']:<14}" + "".join(f"{c['diff']:+13.4f} ± {c['se_diff']:.4f}"[-26:].rjust(26)
                                               for c in cells))
-
 
 
 if __name__ == "__main__":

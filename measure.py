@@ -123,6 +123,8 @@ def each_model(infos, held_out, device):
         del model
 
 
+# -----------------------------------------------------------------------------
+# statistics: held-out sequences of one document are correlated, so SEs are clustered by document
 
 
 def clusters(doc_ids):
@@ -150,6 +152,8 @@ def clustered_mean(sums, counts):
     return mean, se
 
 
+# -----------------------------------------------------------------------------
+# how both scripts start and write their results
 
 
 def to_json(x):
