@@ -70,6 +70,10 @@ if __name__ == "__main__":   # imported (by effrem.py, by the tests) it keeps th
 # -----------------------------------------------------------------------------
 
 
+# -----------------------------------------------------------------------------
+# the two passes over a sequence: full and truncated context
+
+
 def check_length(L, T_train):
     if T_train % 2:
         raise ValueError(f"T_train = {T_train} is odd: the truncated context is cut into blocks of T_train/2")
@@ -156,62 +160,8 @@ def score_truncated(model, x, T_train, chunk_len, ctx):
     return by_position[:, :P - T_train]                        # the padding's positions dropped
 
 
-def smoothed(a, width, grow=0.0):
-    """Moving average over about `width` positions: position t averages a[t-h .. t+h], h = min(width // 2, t),
-    so the window narrows towards t = 0 and the steep start of the curve is not smeared across it; at the end
-    of the sequence the window is cut short (the last position averages width // 2 + 1 positions). With
-    grow > 0, h is at least grow * t: the figures use grow = 1/32 (windows of ~t/16), since on a log axis a
-    fixed window looks ever noisier to the right, where each pixel spans more positions."""
-    t = np.arange(len(a))
-    h = np.minimum(np.maximum(width // 2, (grow * t).astype(int)), t)
-    lo, hi = t - h, np.minimum(t + h, len(a) - 1)
-    c = np.concatenate([[0.0], np.cumsum(a)])
-    return (c[hi + 1] - c[lo]) / (hi - lo + 1)
-
-
-def verdicts(loss, T_train, width, buckets):
-    """Two answers to "does the model length-generalize?". loss: (P,) mean loss per position; buckets: rows of
-    bucket_means with an "excess". Returns (def32_verdict, paired_verdict), two dicts.
-
-    def32_verdict, Def. 3.2 literally: t* and p* are the argmin and the min of the position-wise perplexity over
-    the training positions t < T_train, smoothed over `width` positions, and the model length-generalizes if
-    the curve stays at or below p* beyond T_train. Which tokens happen to sit at which positions moves the raw
-    curve by more than the failure does, so on a few dozen documents this answer is mostly noise.
-    paired_verdict, the printed one: the same question with each position's content taken out. The model
-    fails if, in some bucket beyond T_train, its loss with the full context exceeds its loss on the same tokens
-    with T_train/2 to T_train tokens of context (the excess) by more than two clustered standard errors."""
-    s = smoothed(loss, width)
-    t_star = int(np.argmin(s[:T_train]))
-    above = s[T_train:] > s[t_star]
-    first = int(T_train + np.argmax(above)) if above.any() else None
-    failing = [b["name"] for b in buckets if b["start"] >= T_train and b["excess"] > 2 * b["se_excess"]]
-    def32 = dict(t_star=t_star, p_star=float(np.exp(s[t_star])), first_above=first,
-                 fraction_above=float(above.mean()), smooth=width, length_generalizes=first is None)
-    return def32, dict(failing_buckets=failing, length_generalizes=not failing)
-
-
-def paired_difference(full_sums, reference_sums, counts, T_train):
-    """The second measure: a checkpoint's full-context loss minus a reference model's on the very same tokens
-    (paired per token), which does not depend on how well either model does with a short context. full_sums,
-    reference_sums: (G, P) per-document sums of the full-context losses; counts: (G,) sequences per document.
-    Returns diff, se_diff: (P,) per position, and buckets: rows with "diff", "se_diff" (SEs clustered by
-    document)."""
-    diff = full_sums - reference_sums                   # linear: per-document sums of the differences
-    mean, se = clustered_mean(diff, counts)
-    return dict(diff=mean, se_diff=se, buckets=bucket_means({"diff": diff}, counts, T_train))
-
-
-def bucket_edges(T, P):
-    """Log-spaced position buckets [0, T/2), [T/2, T), [T, 2T), [2T, 4T), ... covering the P positions."""
-    edges = [0, T // 2, T]
-    while edges[-1] < P:
-        edges.append(2 * edges[-1])
-    return list(zip(edges[:-1], edges[1:]))
-
-
-def in_T(a, T):
-    """A bucket edge as a multiple of T: 0, T/2, T, 2T, 4T, ..."""
-    return {0: "0", T // 2: "T/2", T: "T"}.get(a, f"{a // T}T")
+# -----------------------------------------------------------------------------
+# per checkpoint: means by position and bucket, the verdicts, the state's statistics, the printout
 
 
 def evaluate_checkpoint(model, seqs, doc_ids, T_train, chunk_len=256, batch_size=16, width=32,
@@ -256,6 +206,19 @@ def score_by_document(model, seqs, cluster, G, T_train, chunk_len, batch_size, p
     return sums, moments
 
 
+def bucket_edges(T, P):
+    """Log-spaced position buckets [0, T/2), [T/2, T), [T, 2T), [2T, 4T), ... covering the P positions."""
+    edges = [0, T // 2, T]
+    while edges[-1] < P:
+        edges.append(2 * edges[-1])
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def in_T(a, T):
+    """A bucket edge as a multiple of T: 0, T/2, T, 2T, 4T, ..."""
+    return {0: "0", T // 2: "T/2", T: "T"}.get(a, f"{a // T}T")
+
+
 def bucket_means(sums, counts, T_train):
     """One row per position bucket: for each series in sums (name -> (G, P) per-document sums), the mean
     over the bucket's positions and sequences, and its SE clustered by document."""
@@ -268,6 +231,40 @@ def bucket_means(sums, counts, T_train):
             row[k], row[f"se_{k}"] = float(mean), float(se)
         rows.append(row)
     return rows
+
+
+def smoothed(a, width, grow=0.0):
+    """Moving average over about `width` positions: position t averages a[t-h .. t+h], h = min(width // 2, t),
+    so the window narrows towards t = 0 and the steep start of the curve is not smeared across it; at the end
+    of the sequence the window is cut short (the last position averages width // 2 + 1 positions). With
+    grow > 0, h is at least grow * t: the figures use grow = 1/32 (windows of ~t/16), since on a log axis a
+    fixed window looks ever noisier to the right, where each pixel spans more positions."""
+    t = np.arange(len(a))
+    h = np.minimum(np.maximum(width // 2, (grow * t).astype(int)), t)
+    lo, hi = t - h, np.minimum(t + h, len(a) - 1)
+    c = np.concatenate([[0.0], np.cumsum(a)])
+    return (c[hi + 1] - c[lo]) / (hi - lo + 1)
+
+
+def verdicts(loss, T_train, width, buckets):
+    """Two answers to "does the model length-generalize?". loss: (P,) mean loss per position; buckets: rows of
+    bucket_means with an "excess". Returns (def32_verdict, paired_verdict), two dicts.
+
+    def32_verdict, Def. 3.2 literally: t* and p* are the argmin and the min of the position-wise perplexity over
+    the training positions t < T_train, smoothed over `width` positions, and the model length-generalizes if
+    the curve stays at or below p* beyond T_train. Which tokens happen to sit at which positions moves the raw
+    curve by more than the failure does, so on a few dozen documents this answer is mostly noise.
+    paired_verdict, the printed one: the same question with each position's content taken out. The model
+    fails if, in some bucket beyond T_train, its loss with the full context exceeds its loss on the same tokens
+    with T_train/2 to T_train tokens of context (the excess) by more than two clustered standard errors."""
+    s = smoothed(loss, width)
+    t_star = int(np.argmin(s[:T_train]))
+    above = s[T_train:] > s[t_star]
+    first = int(T_train + np.argmax(above)) if above.any() else None
+    failing = [b["name"] for b in buckets if b["start"] >= T_train and b["excess"] > 2 * b["se_excess"]]
+    def32 = dict(t_star=t_star, p_star=float(np.exp(s[t_star])), first_above=first,
+                 fraction_above=float(above.mean()), smooth=width, length_generalizes=first is None)
+    return def32, dict(failing_buckets=failing, length_generalizes=not failing)
 
 
 def state_statistics(moments, n_el, points, T_train, n_drift_heads):
@@ -312,6 +309,21 @@ def report(r, label):
     print(f"state std (all layers): {s[i]:.4f} at t = T_train, {s[-1]:.4f} at t = {r['state_t'][-1]} "
           f"(x{s[-1] / s[i]:.2f}); most drifting heads (std at the end / at T_train): "
           + ", ".join(f"layer {d['layer']} head {d['head']} x{d['ratio']:.2f}" for d in r["drifting_heads"]))
+
+
+# -----------------------------------------------------------------------------
+# the second measure: the full-context loss against a reference model's, paired per token
+
+
+def paired_difference(full_sums, reference_sums, counts, T_train):
+    """The second measure: a checkpoint's full-context loss minus a reference model's on the very same tokens
+    (paired per token), which does not depend on how well either model does with a short context. full_sums,
+    reference_sums: (G, P) per-document sums of the full-context losses; counts: (G,) sequences per document.
+    Returns diff, se_diff: (P,) per position, and buckets: rows with "diff", "se_diff" (SEs clustered by
+    document)."""
+    diff = full_sums - reference_sums                   # linear: per-document sums of the differences
+    mean, se = clustered_mean(diff, counts)
+    return dict(diff=mean, se_diff=se, buckets=bucket_means({"diff": diff}, counts, T_train))
 
 
 def compare_with_reference(results, ref_index, doc_ids, width):
