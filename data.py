@@ -91,7 +91,7 @@ def _tiktoken_encoding(name):
 
 def _tokenizer_json(name):
     """The path of a tokenizer.json: GPT-NeoX-20B's from the hub, or the one `name` points to."""
-    if name == "gpt-neox":  # the official Mamba-2 checkpoints' tokenizer (DESIGN.md)
+    if name == "gpt-neox":  # the official Mamba-2 checkpoints' tokenizer (paper app. B)
         try:
             return huggingface_hub.hf_hub_download("EleutherAI/gpt-neox-20b", "tokenizer.json")
         except OSError as e:
@@ -147,17 +147,27 @@ def _documents(corpus):
             if f.suffix != ".jsonl":  # a text file is one document
                 docs.append((str(name), f.read_bytes()))
                 continue
-            for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+            for i, line in enumerate(f.read_bytes().splitlines(), 1):
                 if line.strip():  # one JSON object per line, its "text" is one document
-                    obj = json.loads(line)
-                    if not isinstance(obj, dict) or "text" not in obj:
-                        raise ValueError(f"{f}:{i}: expected a JSON object with a 'text' field")
-                    docs.append((f"{name}:{i}", obj["text"].encode("utf-8")))
+                    docs.append((f"{name}:{i}", _jsonl_text(line, f"{f}:{i}")))
     docs = [(n, t) for n, t in docs if t]  # an empty document has no tokens to learn from
     if not docs:
         raise ValueError(f"corpus {corpus!r} has no non-empty documents (.txt files, or .jsonl "
                          f"lines with a 'text' field)")
     return [n for n, _ in docs], [t for _, t in docs]
+
+
+def _jsonl_text(line, where):
+    """The "text" of one .jsonl line (bytes), encoded as UTF-8; `where` is file:line for the errors."""
+    try:
+        obj = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{where}: not UTF-8 ({e}): a .jsonl corpus must be UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: not a JSON object ({e})") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+        raise ValueError(f"{where}: expected a JSON object with a 'text' field holding a string")
+    return obj["text"].encode("utf-8")
 
 
 def _path_hash(name):
@@ -232,57 +242,74 @@ def prepare(corpus="stdlib", tokenizer="bytes", data_dir="data"):
     corpus_id = corpus if corpus == "stdlib" else str(Path(corpus).resolve())
     out = Path(data_dir, f"{_short_name(corpus)}-{_short_name(tok.name)}")
     listing = _listing(corpus)
-    if (out / "meta.json").exists():
-        meta = json.loads((out / "meta.json").read_text())
-        if (meta["corpus"], meta["tokenizer"]) != (corpus_id, tok.name):
-            raise ValueError(f"{out} holds {meta['corpus']} tokenized with {meta['tokenizer']}, "
-                             f"not {corpus_id} with {tok.name}: pass another data_dir or delete it")
-        if meta.get("listing") == listing:
-            print(f"reusing {out} (delete it to tokenize again)")
-            return str(out)
-        # another Python's stdlib, an edited folder, or a folder prepared before fingerprints
-        print(f"{out} was prepared from other files than {corpus_id} now holds: preparing it again")
-        (out / "meta.json").unlink()
+    if _reusable(out, corpus_id, tok.name, listing):
+        print(f"reusing {out} (delete it to tokenize again)")
+        return str(out)
     t0 = time.time()
     names, texts = _documents(corpus)
     if len(texts) < 2:
         raise ValueError(f"corpus {corpus!r} has one document and it cannot be split by document "
                          f"into train and val: give a folder of several files or a .jsonl file")
-    # Split by document, never inside one: the evaluation needs whole held-out documents.
-    splits = split_by_path(names)
-    v = tok.vocab_size
-    dtype = np.uint8 if v <= 2**8 else np.uint16 if v <= 2**16 else np.uint32  # smallest that fits
     out.mkdir(parents=True, exist_ok=True)
     meta = {"corpus": corpus_id, "tokenizer": tok.name, "vocab_size": tok.vocab_size,
-            "dtype": np.dtype(dtype).name, "listing": listing,
+            "dtype": np.dtype(_token_dtype(tok.vocab_size)).name, "listing": listing,
             "fingerprint": fingerprint(names, texts, tok.name), "description": f"the *.py files in "
             f"{_STDLIB}" if corpus == "stdlib" else f"the .txt / .jsonl documents in {corpus_id}"}
-    shown, done = time.time(), 0
-    for split, idx in splits.items():
-        # Documents go back to back with nothing between them: the byte vocabulary has no spare id
-        # for an end-of-text token, and the offsets in *_docs.npy already record the boundaries
-        # (eval_sequences draws sequences inside one document from them).
-        starts, n_tokens = [], 0
-        with open(out / f"{split}.bin", "wb") as f:
-            for i in idx:
-                if tok.name == "bytes":  # the file's own bytes: nothing lost to decoding
-                    ids = np.frombuffer(texts[i], dtype=np.uint8)
-                else:
-                    ids = np.array(tok.encode(texts[i].decode("utf-8", errors="replace")), dtype)
-                starts.append(n_tokens)
-                n_tokens += len(ids)
-                f.write(ids.tobytes())
-                done += 1
-                if time.time() - shown > 10:  # BPE on tens of MB takes a while: show it moving
-                    print(f"tokenized {done}/{len(texts)} documents in {time.time() - t0:.0f}s")
-                    shown = time.time()
-        np.save(out / f"{split}_docs.npy", np.array(starts, dtype=np.int64))
+    # Split by document, never inside one: the evaluation needs whole held-out documents.
+    for split, idx in split_by_path(names).items():
+        n_tokens = _write_split(out, split, [texts[i] for i in idx], tok, t0)
         meta[split] = {"documents": len(idx), "tokens": n_tokens, "names": [names[i] for i in idx]}
     (out / "meta.json.tmp").write_text(json.dumps(meta, indent=1))
     os.replace(out / "meta.json.tmp", out / "meta.json")  # atomic: meta.json is whole or absent
     print(f"prepared {out}: {meta['train']['tokens']:,} train and {meta['val']['tokens']:,} val "
           f"tokens in {time.time() - t0:.1f}s")
     return str(out)
+
+
+def _reusable(out, corpus_id, tokenizer, listing):
+    """Whether `out` already holds this corpus, prepared from the files it holds now. A folder made
+    from another corpus is an error; one made from other files (another Python's stdlib, an edited
+    folder) loses its meta.json, so that it is prepared again."""
+    if not (out / "meta.json").exists():
+        return False
+    meta = json.loads((out / "meta.json").read_text())
+    if (meta["corpus"], meta["tokenizer"]) != (corpus_id, tokenizer):
+        raise ValueError(f"{out} holds {meta['corpus']} tokenized with {meta['tokenizer']}, "
+                         f"not {corpus_id} with {tokenizer}: pass another data_dir or delete it")
+    if meta.get("listing") == listing:
+        return True
+    print(f"{out} was prepared from other files than {corpus_id} now holds: preparing it again")
+    (out / "meta.json").unlink()
+    return False
+
+
+def _token_dtype(vocab_size):
+    """The smallest unsigned integer type that holds every token id."""
+    return np.uint8 if vocab_size <= 2**8 else np.uint16 if vocab_size <= 2**16 else np.uint32
+
+
+def _write_split(out, split, texts, tok, t0):
+    """Tokenize `texts` into out/<split>.bin and out/<split>_docs.npy; returns the token count.
+
+    Documents go back to back with nothing between them: the byte vocabulary has no spare id for
+    an end-of-text token, and the offsets in <split>_docs.npy already record the boundaries
+    (eval_sequences draws sequences inside one document from them)."""
+    dtype = _token_dtype(tok.vocab_size)
+    starts, n_tokens, shown = [], 0, time.time()
+    with open(out / f"{split}.bin", "wb") as f:
+        for done, text in enumerate(texts, 1):
+            if tok.name == "bytes":  # the file's own bytes: nothing lost to decoding
+                ids = np.frombuffer(text, dtype=np.uint8)
+            else:
+                ids = np.array(tok.encode(text.decode("utf-8", errors="replace")), dtype)
+            starts.append(n_tokens)
+            n_tokens += len(ids)
+            f.write(ids.tobytes())
+            if time.time() - shown > 10:  # BPE on tens of MB takes a while: show it moving
+                print(f"{split}: tokenized {done}/{len(texts)} documents in {time.time() - t0:.0f}s")
+                shown = time.time()
+    np.save(out / f"{split}_docs.npy", np.array(starts, dtype=np.int64))
+    return n_tokens
 
 
 @dataclass

@@ -14,41 +14,35 @@ Distances d (appendix G): "tv" total variation (eq. 3), "js" the Jensen-Shannon 
 the JS divergence in bits), "cosine" one minus the cosine similarity of the probability vectors; all three are
 0 for identical distributions and 1 for disjoint supports. Writes to out_dir: effrem.json, effrem.png (TV,
 fig. 1 bottom) and effrem_distances.png (the three distances, fig. 13).
+
+The settings checkpoints, labels, out_dir, batch_size, corpus, tokenizer, data_dir, seed, device, dtype and
+threads are evaluate.py's, imported from it: `python evaluate.py --help` describes them.
 """
 import json
 import os
 import time
 from contextlib import nullcontext
 
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 import data
 from configurator import configure
-from evaluate import checkpoint_infos, clustered_mean, load_held_out, load_model, setup, to_json
+from figures import plot_effrem
+from measure import (check_settings, checkpoint_infos, clustered_mean, clusters, document_sums, each_model,
+                     fetch_official, load_held_out, setup, to_json)
 
 # -----------------------------------------------------------------------------
-checkpoints = "out"     # comma-separated: train.py out_dirs, official checkpoint directories or hub ids
-labels = ""             # comma-separated names for the curves; "": each run's intervention
-out_dir = "eval"        # where effrem.json and the figures go
+# the settings shared with evaluate.py, which describes them
+from evaluate import (batch_size, checkpoints, corpus, data_dir, device, dtype, labels, out_dir,
+                      seed, threads, tokenizer)
+# effrem.py's own
 T = 0                   # context length; 0: 4 * T_train of the first checkpoint (fig. 1 bottom)
 ts = ()                 # t values in [1, T - 1], e.g. --ts=1,10,100; (): 20 log-spaced values
 n_seqs = 128            # held-out sequences of T tokens
-batch_size = 16         # sequences whose suffixes go through the model together
 chunk_len = 2048        # tokens per forward call: long contexts are streamed, so memory does not grow with T
 distances = "tv,js,cosine"
-corpus = ""             # "": the first checkpoint's (official checkpoints: "stdlib")
-tokenizer = ""          # "": the first checkpoint's (official checkpoints: "gpt-neox")
-data_dir = ""           # "": the first checkpoint's, else "data"
-seed = 0
-device = "cuda" if torch.cuda.is_available() else "cpu"
-dtype = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
-threads = 0             # CPU threads for torch; 0 = torch's default. 1 when other jobs share the cores:
-                        # on 2 busy cores two threads wait on each other and run ~10x slower
 if __name__ == "__main__":   # imported (by the tests) it keeps these defaults
     config = configure(globals())
 # -----------------------------------------------------------------------------
@@ -57,6 +51,8 @@ DISTANCES = ("tv", "js", "cosine")
 
 
 def check_distances(names):
+    if not names:
+        raise ValueError(f"--distances names no distance: give one or more of {', '.join(DISTANCES)}")
     unknown = [d for d in names if d not in DISTANCES]
     if unknown:
         raise ValueError(f"unknown distance {unknown[0]!r}: expected one of {', '.join(DISTANCES)}")
@@ -125,83 +121,66 @@ def default_ts(T_ctx, n=20):
     return sorted({int(t) for t in np.round(np.geomspace(1, T_ctx - 1, n))})
 
 
-def plot(results, T_ctx, panels, path, title):
-    """One panel per (distance, y scale), one curve per checkpoint (± clustered SE). x = t on a log axis: the
-    ts are log-spaced, and the failure shows at small t (the first tokens still move the prediction, sec. 3.4).
-    A log y axis shows the small values of small models, which a [0, 1] axis flattens to zero. The dashed line
-    is at T - T_train: the tokens left of it are further from the prediction than the training context."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
-    for ax, (d, yscale) in zip(axes[0], panels):
-        positive = [m for r in results for m in r[d]["mean"] if m is not None and m > 0]
-        bottom = 0 if yscale == "linear" else max(1e-8, min(positive, default=1e-6) / 2)
-        for r in results:
-            mean, se = np.array(r[d]["mean"], dtype=float), np.nan_to_num(np.array(r[d]["se"], dtype=float))
-            line, = ax.plot(r["ts"], mean, marker=".", label=r["label"])
-            ax.fill_between(r["ts"], mean - se, mean + se, color=line.get_color(), alpha=0.2)
-        for T_train in sorted({r["T_train"] for r in results}):
-            if T_train < T_ctx:
-                ax.axvline(T_ctx - T_train, ls="--", color="gray", lw=1, label=f"t = T - T_train (T_train = {T_train})")
-        ax.set(xscale="log", yscale=yscale, ylim=(bottom, 1),
-               xlabel=f"t (the prediction reads x[t:T], T = {T_ctx})", ylabel=f"EffRem_T(t), {d}",
-               title=f"{d}, {yscale} scale")
-        ax.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def remembrance_of_checkpoint(model, seqs, doc_ids, t_list, names, batch_size, chunk_len, ctx, device):
+    """EffRem_T(t) of one model on seqs (n, T), in batches -> {distance: dict(mean, se, per_sequence)},
+    each (len(ts),) or (n, len(ts)), the SEs clustered by document."""
+    n, T_ctx = seqs.shape
+    cost, t0 = T_ctx + sum(T_ctx - t for t in t_list), time.time()   # token-steps per sequence
+    per_seq = {d: [] for d in names}
+    for i in range(0, n, batch_size):
+        out = remembrance_per_sequence(model, seqs[i:i + batch_size].to(device), t_list, names, chunk_len, ctx)
+        for d in names:
+            per_seq[d].append(out[d])
+        done, dt = min(i + batch_size, n), time.time() - t0
+        print(f"  {done}/{n} sequences, {done * cost / dt:,.0f} tokens/s, {dt / done * (n - done):.0f}s left")
+    cluster, counts = clusters(doc_ids)
+    r = {}
+    for d in names:
+        values = torch.cat(per_seq[d]).numpy()                             # (n, len(ts))
+        mean, se = clustered_mean(document_sums(values, cluster, len(counts)), counts)
+        r[d] = dict(mean=mean, se=se, per_sequence=values)
+        print(f"  {d:>6}: " + "  ".join(f"t={t}: {m:.3g}" for t, m in zip(t_list, mean)))
+    return r
+
+
+def check_ts(t_list, T_ctx):
+    if T_ctx < 2:
+        raise ValueError(f"T = {T_ctx}: EffRem_T(t) needs T >= 2, to have a t in [1, T - 1]")
+    if any(not 1 <= t < T_ctx for t in t_list):
+        raise ValueError(f"ts must lie in [1, T - 1] = [1, {T_ctx - 1}], got {t_list}")
 
 
 if __name__ == "__main__":
-    ctx = setup(seed, threads, device, dtype)
-
+    check_settings(config, positive=("n_seqs", "batch_size", "chunk_len"), non_negative=("T", "threads"))
     names = [d for d in distances.split(",") if d]
     check_distances(names)
-    infos = checkpoint_infos(checkpoints, labels)
+    infos = checkpoint_infos(checkpoints, labels)   # every error before any work
     T_ctx = T or 4 * infos[0]["T_train"]
-    if T_ctx < 2:
-        raise ValueError(f"T = {T_ctx}: EffRem_T(t) needs T >= 2, to have a t in [1, T - 1]")
     t_list = [int(t) for t in ts] or default_ts(T_ctx)
-    if any(not 1 <= t < T_ctx for t in t_list):
-        raise ValueError(f"ts must lie in [1, T - 1] = [1, {T_ctx - 1}], got {t_list}")
+    check_ts(t_list, T_ctx)
+    fetch_official(infos)
+    ctx = setup(seed, threads, device, dtype)
     held_out = load_held_out(infos[0], corpus, tokenizer, data_dir)
     seqs, doc_ids = data.eval_sequences(held_out, n_seqs, T_ctx, seed)
-    docs, cluster = np.unique(doc_ids.numpy(), return_inverse=True)
-    counts = np.bincount(cluster).astype(np.float64)
     cost = T_ctx + sum(T_ctx - t for t in t_list)
-    print(f"{n_seqs} held-out sequences of T = {T_ctx} tokens from {len(docs)} documents; {len(t_list)} values "
-          f"of t; {cost:,} token-steps per sequence ({cost / T_ctx:.1f} passes of T)")
+    print(f"{n_seqs} held-out sequences of T = {T_ctx} tokens from {len(doc_ids.unique())} documents; "
+          f"{len(t_list)} values of t; {cost:,} token-steps per sequence ({cost / T_ctx:.1f} passes of T)")
 
     results = []
-    for info in infos:
-        model = load_model(info["name"], device)
-        if info["corpus"] is not None:   # a run of train.py: was it trained on this corpus?
-            for w in data.check_corpus(info["fingerprint"], held_out, info["name"]):
-                print(f"warning: {w}")
+    for info, model in each_model(infos, held_out, device):
         print(f"Effective Remembrance of {info['name']} ({info['label']}), T_train = {info['T_train']}")
-        per_seq, t0 = {d: [] for d in names}, time.time()
-        for i in range(0, n_seqs, batch_size):
-            out = remembrance_per_sequence(model, seqs[i:i + batch_size].to(device), t_list, names, chunk_len, ctx)
-            for d in names:
-                per_seq[d].append(out[d])
-            done, dt = min(i + batch_size, n_seqs), time.time() - t0
-            print(f"  {done}/{n_seqs} sequences, {done * cost / dt:,.0f} tokens/s, {dt / done * (n_seqs - done):.0f}s left")
         r = dict(label=info["label"], checkpoint=info["name"], T_train=info["T_train"], T=T_ctx, ts=t_list,
-                 n_seqs=n_seqs, n_docs=len(docs))
-        for d in names:
-            values = torch.cat(per_seq[d]).numpy()                             # (n_seqs, len(ts))
-            sums = np.zeros((len(docs), len(t_list)))
-            np.add.at(sums, cluster, values)
-            mean, se = clustered_mean(sums, counts)                            # SEs clustered by document
-            r[d] = dict(mean=mean, se=se, per_sequence=values)
-            print(f"  {d:>6}: " + "  ".join(f"t={t}: {m:.3g}" for t, m in zip(t_list, mean)))
+                 n_seqs=n_seqs, n_docs=len(doc_ids.unique()))
+        r.update(remembrance_of_checkpoint(model, seqs, doc_ids, t_list, names, batch_size, chunk_len, ctx,
+                                           device))
         results.append(r)
         del model
 
     os.makedirs(out_dir, exist_ok=True)
     if "tv" in names:   # fig. 1 (bottom) on the paper's [0, 1] axis, and again on a log axis
-        plot(results, T_ctx, [("tv", "linear"), ("tv", "log")], os.path.join(out_dir, "effrem.png"),
+        plot_effrem(results, T_ctx, [("tv", "linear"), ("tv", "log")], os.path.join(out_dir, "effrem.png"),
              "Effective Remembrance, total variation (fig. 1, bottom)")
-    plot(results, T_ctx, [(d, "log") for d in names], os.path.join(out_dir, "effrem_distances.png"),
+    plot_effrem(results, T_ctx, [(d, "log") for d in names], os.path.join(out_dir, "effrem_distances.png"),
          "Effective Remembrance with three distances (fig. 13)")
     with open(os.path.join(out_dir, "effrem.json"), "w") as f:
         json.dump(to_json(dict(settings=config, corpus=held_out.meta["corpus"], doc_ids=doc_ids.numpy(),

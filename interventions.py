@@ -63,8 +63,14 @@ class Sampler:
 
     def _keep_rows(self, states, keep):
         """states with the rows where keep (B,) is False set to zero (S and conv history alike)."""
-        return [{name: s * keep.view(-1, *[1] * (s.dim() - 1)).to(s.dtype) for name, s in layer.items()}
-                for layer in states]
+        kept = []
+        for layer in states:
+            kept_layer = {}
+            for name, s in layer.items():
+                row_mask = keep.view(-1, *[1] * (s.dim() - 1)).to(s.dtype)   # (B, 1, ..., 1)
+                kept_layer[name] = s * row_mask
+            kept.append(kept_layer)
+        return kept
 
 
 class Zero(Sampler):
@@ -80,8 +86,12 @@ class RandomNoise(Sampler):
         self.sigma = sigma
 
     def initial_states(self, reset=None):
-        return [{name: self.sigma * self._randn_like(s) if name == "S" else torch.zeros_like(s)
-                 for name, s in layer.items()} for layer in self.template]
+        states = []
+        for layer in self.template:
+            state = {name: torch.zeros_like(s) for name, s in layer.items()}   # the conv history: zero
+            state["S"] = self.sigma * self._randn_like(layer["S"])             # (B, H, K, V)
+            states.append(state)
+        return states
 
 
 class FittedNoise(Sampler):
@@ -110,9 +120,13 @@ class FittedNoise(Sampler):
     def initial_states(self, reset=None):
         if self.mu is None:
             return None
-        return [{name: (mu[:, None, None] + var.sqrt()[:, None, None] * self._randn_like(s)) if name == "S"
-                 else torch.zeros_like(s) for name, s in layer.items()}
-                for layer, mu, var in zip(self.template, self.mu, self.var)]
+        states = []
+        for layer, mu, var in zip(self.template, self.mu, self.var):
+            state = {name: torch.zeros_like(s) for name, s in layer.items()}   # the conv history: zero
+            mu_lh, sigma_lh = mu[:, None, None], var.sqrt()[:, None, None]     # (H, 1, 1)
+            state["S"] = mu_lh + sigma_lh * self._randn_like(layer["S"])       # (B, H, K, V)
+            states.append(state)
+        return states
 
     def state_dict(self):
         return super().state_dict() | {"mu": self.mu, "var": self.var}

@@ -4,7 +4,7 @@ Mamba-2 and GLA language models on one recurrence, and loading of the official M
 Both mixers are the diagonal linear recurrence of scan_kernel.py (paper eq. 1, in the kernel's names):
     S_t = diag(exp(g_t)) S_{t-1} + k_t v_t^T        o_t = S_t^T q_t
 They differ only in how they make q, k, v, g from their input and in what they do with o afterwards
-(the table in DESIGN.md, "One recurrence, every model").
+(README.md, "One recurrence, many models", has the table for these two and for Mamba-1, RWKV-6, ...).
 
 Glossary: paper (sec. 2.2) -> recurrence -> the names in this file.
     h_t      S      (B, H, K, V) float32. Mamba-2: K, V = d_state, headdim. GLA: K, V = head_k_dim, head_v_dim
@@ -25,8 +25,10 @@ The recurrent state, one entry per layer, is where the paper's interventions act
 states=None means all zero (LM.zero_states writes them out). forward returns the states after the last token,
 still attached to the graph: detach them before handing them to another batch (state passing, TBTT).
 """
+import dataclasses
 import json
 import math
+import numbers
 import os
 from dataclasses import dataclass
 
@@ -57,8 +59,8 @@ class ModelConfig:
     headdim: int = 64
     ngroups: int = 1
     A_init_range: tuple = (1, 16)
-    dt_min: float = 0.001              # dt starts log-uniform in [dt_min, dt_max]; the toy model fails to
-                                       # length-generalize only from [1e-4, 1e-2] (shared/findings/cpu-toy.md)
+    dt_min: float = 0.001              # dt starts log-uniform in [dt_min, dt_max]: slower decays make the
+                                       # failure larger (README.md, "What makes the failure larger")
     dt_max: float = 0.1
     dt_init_floor: float = 1e-4
     dt_limit: tuple = (0.0, float("inf"))
@@ -76,6 +78,15 @@ class ModelConfig:
     hidden_ratio: float = 4            # the SwiGLU MLP's width, before fla rounds it up to a multiple of 256
 
     def __post_init__(self):
+        for f in dataclasses.fields(self):   # a config.json or ckpt.pt may hold anything
+            value = getattr(self, f.name)
+            if not (value is None and f.default is None or _has_type(value, f.type)):
+                raise ValueError(f"{f.name} = {value!r}: must be of type {f.type.__name__}")
+        positive = ("vocab_size", "pad_vocab_size_multiple", "d_model", "n_layer", "d_state", "d_conv",
+                    "expand", "headdim", "ngroups", "num_heads", "chunk_size", "norm_eps")
+        for name in positive:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ValueError(f"{name} = {getattr(self, name)}: must be > 0")
         if self.arch not in ("mamba2", "gla"):
             raise ValueError(f"unknown arch {self.arch!r}: expected 'mamba2' or 'gla'")
         if self.scan_backend not in ("auto", "triton", "chunked", "ref"):
@@ -111,6 +122,16 @@ class ModelConfig:
         if self.arch == "mamba2":
             return -(-self.d_intermediate // 128) * 128
         return -(-int(self.d_model * self.hidden_ratio * 2 / 3) // 256) * 256
+
+
+def _has_type(value, kind):
+    """isinstance, except that a bool is no int, any integer (numpy's too) is an int and a float, and a
+    list of numbers is a tuple."""
+    if kind is tuple:
+        return isinstance(value, (tuple, list)) and all(_has_type(v, float) for v in value)
+    if isinstance(value, bool):
+        return kind is bool
+    return isinstance(value, {int: numbers.Integral, float: numbers.Real}.get(kind, kind))
 
 
 def recurrence(q, k, v, g, h0, config):
@@ -178,37 +199,42 @@ class Mamba2(nn.Module):
     def forward(self, u, state=None):
         """u: (B, T, d_model), state: this layer's dict or None -> (B, T, d_model), the state after u."""
         c = self.config
-        Bsz, T, _ = u.shape
-        H, P, G, N = c.nheads, c.headdim, c.ngroups, c.d_state
-        z, xBC, dt = self.in_proj(u).split([c.d_inner, self.conv_dim, H], dim=-1)
+        z, xBC, dt = self.in_proj(u).split([c.d_inner, self.conv_dim, c.nheads], dim=-1)
+        xBC, conv_state = self.causal_conv(xBC, state)                   # (B, T, conv_dim)
+        x, B, C = xBC.split([c.d_inner, c.ngroups * c.d_state, c.ngroups * c.d_state], dim=-1)
+        x = x.unflatten(-1, (c.nheads, c.headdim))                       # (B, T, nheads, headdim)
 
-        # causal conv: output t sees inputs t - d_conv + 1 .. t; those before this call come from the state
-        xBC = xBC.transpose(1, 2)                                           # (B, conv_dim, T)
-        history = (xBC.new_zeros(Bsz, self.conv_dim, c.d_conv - 1) if state is None
-                   else state["conv"].to(xBC.dtype))
-        xBC = torch.cat([history, xBC], dim=2)                              # (B, conv_dim, d_conv - 1 + T)
-        conv_state = xBC[:, :, T:]                                          # the last d_conv - 1 inputs
-        w = self.conv1d.weight[:, 0, :, None]                               # (conv_dim, d_conv, 1)
-        # depthwise: out_t = bias + sum_i w_i * in_{t-d_conv+1+i}, a sum of d_conv shifted copies
-        # (the same as F.conv1d(..., groups=conv_dim), and faster to differentiate on the CPU)
-        xBC = sum(w[:, i] * xBC[:, :, i:i + T] for i in range(c.d_conv))
-        if self.conv1d.bias is not None:
-            xBC = xBC + self.conv1d.bias[:, None]
-        xBC = F.silu(xBC)
-        x, Bt, Ct = xBC.transpose(1, 2).split([c.d_inner, G * N, G * N], dim=-1)
-        x = x.reshape(Bsz, T, H, P)
+        # the SSM (eq. 1) in the recurrence's names: A_t = exp(g_t), B_t x_t = k_t v_t^T, C_t = q_t
+        dt = F.softplus(dt.float() + self.dt_bias.float()).clamp(*c.dt_limit)   # (B, T, nheads), > 0
+        A = -torch.exp(self.A_log.float())                               # (nheads,), < 0
+        g = dt * A                                                       # (B, T, nheads): log of the decay
+        heads_per_group = c.nheads // c.ngroups                          # the heads of a group share B, C
+        k = B.unflatten(-1, (c.ngroups, c.d_state)).repeat_interleave(heads_per_group, dim=2)  # (B, T, nheads, d_state)
+        q = C.unflatten(-1, (c.ngroups, c.d_state)).repeat_interleave(heads_per_group, dim=2)  # (B, T, nheads, d_state)
+        v = x * dt[..., None]                                            # (B, T, nheads, headdim)
+        S0 = None if state is None else state["S"]                       # (B, nheads, d_state, headdim)
+        y, S = recurrence(q, k, v, g, S0, c)                             # y: (B, T, nheads, headdim)
 
-        # the SSM (eq. 1): A_t = exp(dt_t A) per head, B_t x_t = dt_t B_t x_t, y_t = C_t^T h_t
-        dt = F.softplus(dt.float() + self.dt_bias.float()).clamp(*c.dt_limit)   # (B, T, H), dt > 0
-        A = -torch.exp(self.A_log.float())                                       # (H,), A < 0
-        k = Bt.reshape(Bsz, T, G, N).repeat_interleave(H // G, dim=2)           # heads of a group share B, C
-        q = Ct.reshape(Bsz, T, G, N).repeat_interleave(H // G, dim=2)
-        y, S = recurrence(q, k, x * dt[..., None], dt * A, None if state is None else state["S"], c)
-
-        D = self.D.view(H, P) if c.D_has_hdim else self.D[:, None]
-        y = (y + D * x).reshape(Bsz, T, c.d_inner)                              # the skip connection D x_t
+        D = self.D.view(c.nheads, c.headdim) if c.D_has_hdim else self.D[:, None]
+        y = (y + D * x).flatten(-2)                                      # the skip D x_t: (B, T, d_inner)
         y = self.norm(y, z) if c.rmsnorm else y * F.silu(z)
         return self.out_proj(y), {"conv": conv_state, "S": S}
+
+    def causal_conv(self, xBC, state):
+        """silu(depthwise causal conv over time): output t sees inputs t - d_conv + 1 .. t, the earliest from
+        the state. xBC: (B, T, conv_dim) -> (B, T, conv_dim) and the new conv state (B, conv_dim, d_conv - 1)."""
+        c, T = self.config, xBC.shape[1]
+        xBC = xBC.transpose(1, 2)                                        # (B, conv_dim, T)
+        history = (xBC.new_zeros(len(xBC), self.conv_dim, c.d_conv - 1) if state is None
+                   else state["conv"].to(xBC.dtype))
+        xBC = torch.cat([history, xBC], dim=2)                           # (B, conv_dim, d_conv - 1 + T)
+        # written out, not self.conv1d(xBC): the carried history takes the place of the zero padding
+        # (self.conv1d holds the weights in mamba_ssm's layout); out_t = bias + sum_i w_i in_{t-d_conv+1+i}
+        w = self.conv1d.weight[:, 0, :, None]                            # (conv_dim, d_conv, 1)
+        out = sum(w[:, i] * xBC[:, :, i:i + T] for i in range(c.d_conv))  # (B, conv_dim, T)
+        if self.conv1d.bias is not None:
+            out = out + self.conv1d.bias[:, None]
+        return F.silu(out).transpose(1, 2), xBC[:, :, T:]
 
 
 class GLA(nn.Module):
@@ -271,8 +297,8 @@ class Block(nn.Module):
             self.mlp = MLP(config.d_model, config.mlp_width)
 
     def forward(self, x, state=None):
-        h, state = self.mixer(self.norm(x), state)
-        x = x + h
+        mixed, state = self.mixer(self.norm(x), state)
+        x = x + mixed
         if hasattr(self, "mlp"):
             x = x + self.mlp(self.norm2(x))
         return x, state
@@ -328,6 +354,10 @@ class LM(nn.Module):
         every position costs about as much as the rest of a small model."""
         if states is not None and len(states) != self.config.n_layer:
             raise ValueError(f"states has {len(states)} entries, the model has {self.config.n_layer} layers")
+        V = self.config.vocab_size
+        if idx.numel() and (idx.min() < 0 or idx.max() >= V):   # the embedding would fail, or read padding
+            raise ValueError(f"token ids must lie in [0, vocab_size = {V}), got ids in [{int(idx.min())}, "
+                             f"{int(idx.max())}]: encode with the tokenizer the model was trained with")
         x = self.backbone.embedding(idx)
         if self.config.residual_in_fp32:
             x = x.float()
@@ -374,12 +404,15 @@ class LM(nn.Module):
         ckpt_file = os.path.join(name_or_path, "ckpt.pt")
         if os.path.isfile(ckpt_file):   # one of this project's training runs
             ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=True)
-            model = cls(ModelConfig(**ckpt["model_config"]))
+            try:
+                config = ModelConfig(**ckpt["model_config"])
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{ckpt_file}: its model_config does not describe a model: {e}") from None
+            model = cls(config)
             model.load_state_dict(ckpt["model"])
             return model
-        config_file, weights_file = _checkpoint_files(name_or_path)
-        with open(config_file) as f:
-            config = config_from_mamba_ssm(json.load(f), where=config_file)
+        config_file, weights_file = checkpoint_files(name_or_path)
+        config = config_from_mamba_ssm(_read_json(config_file), where=config_file)
         state_dict = torch.load(weights_file, map_location="cpu", weights_only=True)
         model = cls(config)
         expected = model.state_dict()
@@ -396,7 +429,15 @@ class LM(nn.Module):
         return model
 
 
-def _checkpoint_files(name_or_path):
+def is_hub_id(name):
+    """True for a name that can only be a hub id, "owner/name"; False for anything path-like: "x" alone,
+    "a/b/c", "./x", "/x", "~/x", or "dir/x" where dir is a local folder (a misspelt path)."""
+    parts = name.split("/")
+    return (len(parts) == 2 and all(parts) and not name.startswith((".", "~"))
+            and not os.path.isdir(parts[0]))
+
+
+def checkpoint_files(name_or_path):
     """The paths of config.json and pytorch_model.bin: in a local directory, or downloaded from the hub."""
     names = ("config.json", "pytorch_model.bin")
     if os.path.isdir(name_or_path):
@@ -406,6 +447,10 @@ def _checkpoint_files(name_or_path):
                 raise FileNotFoundError(f"{path} not found: a checkpoint directory holds "
                                         f"{' and '.join(names)}")
         return paths
+    if not is_hub_id(name_or_path):   # fail now, not after the hub's retries
+        raise FileNotFoundError(f"no checkpoint directory {name_or_path!r}: pass a train.py out_dir, a "
+                                f"directory holding {' and '.join(names)}, or a hub id such as "
+                                f"state-spaces/mamba2-130m")
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
     try:
@@ -420,8 +465,18 @@ def _checkpoint_files(name_or_path):
             f"into a directory, then pass that directory: LM.from_pretrained('path/to/dir')") from None
 
 
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e}): download it again or fix it") from None
+
+
 def config_from_mamba_ssm(cfg, where="config.json"):
     """A ModelConfig from mamba_ssm's config.json: MambaConfig's fields, ssm_cfg overriding Mamba2's."""
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("ssm_cfg", {}), dict):
+        raise ValueError(f"{where}: expected a JSON object with an object ssm_cfg, as mamba_ssm writes")
     cfg = dict(cfg)
     ssm_cfg = dict(cfg.pop("ssm_cfg", {}))
     # what mamba_ssm accepts but does not change the computation: kernel choices and init-only options
@@ -445,7 +500,10 @@ def config_from_mamba_ssm(cfg, where="config.json"):
     unknown = sorted(set(cfg) - set(top)) + [f"ssm_cfg.{k}" for k in sorted(set(ssm_cfg) - set(ssm))]
     if unknown:
         raise ValueError(f"{where}: unknown keys {', '.join(unknown)}")
-    config = ModelConfig(arch="mamba2", **cfg, **ssm_cfg)
+    try:
+        config = ModelConfig(arch="mamba2", **cfg, **ssm_cfg)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
     if d_ssm not in (None, config.d_inner):
         raise ValueError(f"{where}: ssm_cfg.d_ssm = {d_ssm} != expand * d_model = {config.d_inner}; "
                          "a partial SSM width is not supported")

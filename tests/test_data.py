@@ -302,3 +302,15 @@ def test_tiktoken_offline_message(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError):
         data.get_tokenizer("r50k_base")
     assert not path.exists()
+
+
+def test_a_bad_jsonl_line_names_the_file_and_the_line(tmp_path):
+    good = json.dumps({"text": "print('hello')"})
+    for i, (line, message) in enumerate([(b"\xff\xfe not utf-8", "not UTF-8"),
+                                         (b"{broken", "not a JSON object"),
+                                         (b'{"txt": "x"}', "expected a JSON object with a 'text' field")]):
+        corpus = tmp_path / f"c{i}"
+        corpus.mkdir()
+        (corpus / "docs.jsonl").write_bytes(f"{good}\n{good}\n".encode() + line + b"\n")
+        with pytest.raises(ValueError, match=f"docs.jsonl:3: {message}"):
+            data.prepare(str(corpus), "bytes", tmp_path / "data")

@@ -165,3 +165,7 @@ def test_cli_writes_json_and_figures(tmp_path):
     proc = subprocess.run([sys.executable, "effrem.py", f"--checkpoints={run}", "--distances=tv,kl"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "unknown distance 'kl'" in proc.stderr
+    proc = subprocess.run([sys.executable, "effrem.py", f"--checkpoints={run}", "--distances=,",
+                           f"--out_dir={tmp_path / 'none'}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "--distances names no distance" in proc.stderr
+    assert "sequences" not in proc.stdout and not (tmp_path / "none").exists()   # failed before any work

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import evaluate
+import measure
 from conftest import tiny_lm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -91,12 +92,12 @@ def test_truncated_is_a_window_from_zero_state(L, chunk_len):
 def test_clustered_se_by_hand():
     # one sequence per document: the usual SE of a mean, s / sqrt(n)
     v = np.array([1.0, 2.0, 4.0, 7.0])
-    mean, se = evaluate.clustered_mean(v, np.ones(4))
+    mean, se = measure.clustered_mean(v, np.ones(4))
     assert mean == pytest.approx(3.5) and se == pytest.approx(v.std(ddof=1) / 2)
     # documents of 2 and 1 sequences, values (1, 3) and (5): mean 3, residual sums (4 - 2*3, 5 - 3) = (-2, 2)
-    mean, se = evaluate.clustered_mean(np.array([4.0, 5.0]), np.array([2.0, 1.0]))
+    mean, se = measure.clustered_mean(np.array([4.0, 5.0]), np.array([2.0, 1.0]))
     assert mean == pytest.approx(3.0) and se == pytest.approx(math.sqrt(2 / 1 * 8) / 3)
-    assert np.isnan(evaluate.clustered_mean(np.array([4.0]), np.array([2.0]))[1])   # one document: unknown
+    assert np.isnan(measure.clustered_mean(np.array([4.0]), np.array([2.0]))[1])   # one document: unknown
 
 
 def test_smoothed_keeps_lines_and_is_centred():
@@ -111,25 +112,27 @@ def test_smoothed_keeps_lines_and_is_centred():
     assert s[:21].sum() == 0 and s[30:].sum() == 0
 
 
-def test_verdict_of_def_3_2():
+def test_the_two_verdicts():
     T = 16
     calm = [dict(name="[T, 2T)", start=16, excess=0.001, se_excess=0.001)]     # within 2 SE of zero
     hurt = calm + [dict(name="[2T, 4T)", start=32, excess=0.01, se_excess=0.002)]
     before = [dict(name="[T/2, T)", start=8, excess=0.5, se_excess=0.001)]     # inside T: not judged
     falls = np.linspace(3.0, 2.0, 64)                        # keeps falling: generalizes, literally
-    v = evaluate.verdict(falls, T, 1, calm + before)
-    assert v["t_star"] == T - 1 and v["first_above"] is None and v["length_generalizes"]
-    assert v["p_star"] == pytest.approx(math.exp(falls[T - 1]))
+    def32, paired = evaluate.verdicts(falls, T, 1, calm + before)
+    assert def32["t_star"] == T - 1 and def32["first_above"] is None and def32["length_generalizes"]
+    assert def32["p_star"] == pytest.approx(math.exp(falls[T - 1]))
+    assert paired == dict(failing_buckets=[], length_generalizes=True)
     # falls by 1/19 per position to its minimum at t = 19, then rises by 1/43: above p* = loss[15] (3 - 15/19)
     # again once 2 + k/43 > 3 - 15/19, i.e. k >= 10, t >= 29: 34 of the 47 positions beyond T_train
     rises = np.concatenate([np.linspace(3.0, 2.0, 20), np.linspace(2.0, 3.0, 44)[1:]])
-    v = evaluate.verdict(rises, T, 1, calm)
-    assert v["t_star"] == T - 1 and v["first_above"] == 29
-    assert v["fraction_above"] == pytest.approx(34 / 47)
-    # the printed verdict is the paired one: a bucket beyond T whose excess is > 2 SE
-    assert v["length_generalizes"] and v["failing_buckets"] == []
-    v = evaluate.verdict(falls, T, 1, hurt)
-    assert not v["length_generalizes"] and v["failing_buckets"] == ["[2T, 4T)"]
+    def32, paired = evaluate.verdicts(rises, T, 1, calm)
+    assert def32["t_star"] == T - 1 and def32["first_above"] == 29
+    assert def32["fraction_above"] == pytest.approx(34 / 47)
+    assert not def32["length_generalizes"]                   # Def. 3.2 literally: fails
+    assert paired["length_generalizes"] and paired["failing_buckets"] == []   # paired: it does not
+    def32, paired = evaluate.verdicts(falls, T, 1, hurt)
+    assert def32["length_generalizes"] and not paired["length_generalizes"]
+    assert paired["failing_buckets"] == ["[2T, 4T)"]
 
 
 def test_bucket_edges_and_names():
@@ -161,11 +164,11 @@ def test_evaluate_checkpoint_means_are_plain_means():
 
 def test_bad_inputs(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such directory"):
-        evaluate.checkpoint_info(str(tmp_path / "missing"))
+        measure.checkpoint_info(str(tmp_path / "missing"))
     with pytest.raises(FileNotFoundError, match="no such directory"):
-        evaluate.checkpoint_info("out-that-was-never-trained")
+        measure.checkpoint_info("out-that-was-never-trained")
     with pytest.raises(FileNotFoundError, match="neither ckpt.pt"):
-        evaluate.checkpoint_info(str(tmp_path))
+        measure.checkpoint_info(str(tmp_path))
     with pytest.raises(ValueError, match="shorter than 2 \\* T_train = 128"):
         evaluate.check_length(100, 64)
     with pytest.raises(ValueError, match="odd"):
@@ -176,14 +179,14 @@ def test_bad_inputs(tmp_path):
 
 def test_checkpoint_info_of_a_run_and_of_an_official_checkpoint(tmp_path):
     run = write_run(tmp_path / "run", tiny_lm(), 8, "state_passing", corpus="c", data_dir="d")
-    info = evaluate.checkpoint_info(run)
+    info = measure.checkpoint_info(run)
     assert (info["label"], info["T_train"], info["corpus"], info["data_dir"]) == ("state_passing", 8, "c", "d")
     official = tmp_path / "official"
     official.mkdir()
     (official / "pytorch_model.bin").write_bytes(b"")
-    info = evaluate.checkpoint_info(str(official))
+    info = measure.checkpoint_info(str(official))
     assert (info["T_train"], info["tokenizer"], info["label"]) == (2048, "gpt-neox", str(official))
-    assert evaluate.checkpoint_info("state-spaces/mamba2-130m")["T_train"] == 2048   # nothing downloaded yet
+    assert measure.checkpoint_info("state-spaces/mamba2-130m")["T_train"] == 2048   # nothing downloaded yet
 
 
 def test_labels_of_several_checkpoints(tmp_path):
@@ -192,10 +195,10 @@ def test_labels_of_several_checkpoints(tmp_path):
     c = write_run(tmp_path / "c", tiny_lm(), 8, "state_passing")
     names = ",".join(map(str, (a, b, c)))
     # by intervention, and by directory where two runs share one
-    assert [i["label"] for i in evaluate.checkpoint_infos(names)] == [f"zero ({a})", f"zero ({b})", "state_passing"]
-    assert [i["label"] for i in evaluate.checkpoint_infos(names, "base,ctl,sp")] == ["base", "ctl", "sp"]
+    assert [i["label"] for i in measure.checkpoint_infos(names)] == [f"zero ({a})", f"zero ({b})", "state_passing"]
+    assert [i["label"] for i in measure.checkpoint_infos(names, "base,ctl,sp")] == ["base", "ctl", "sp"]
     with pytest.raises(ValueError, match="2 labels for 3 checkpoints"):
-        evaluate.checkpoint_infos(names, "base,ctl")
+        measure.checkpoint_infos(names, "base,ctl")
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -215,16 +218,116 @@ def test_cli_writes_results_and_figures(tmp_path):
                            f"--out_dir={out}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "excess at [4T, 8T)" in proc.stdout and "Def. 3.2" in proc.stdout
+    assert "excess at [4T, 8T)" in proc.stdout and "def32_verdict" in proc.stdout and "paired_verdict" in proc.stdout
     for name in ("ppl.png", "state_std.png", "state_std_heads.png"):
         assert (out / name).stat().st_size > 1000
     results = json.loads((out / "results.json").read_text())
     assert [c["label"] for c in results["checkpoints"]] == ["zero", "state_passing"]
     c = results["checkpoints"][0]
     assert c["T_train"] == 8 and c["L"] == 64 and len(c["loss_full"]) == len(c["ppl_smoothed"]) == 63
-    assert set(c["verdict"]) >= {"t_star", "p_star", "first_above", "fraction_above"}
+    assert set(c["def32_verdict"]) >= {"t_star", "p_star", "first_above", "fraction_above", "length_generalizes"}
+    assert set(c["paired_verdict"]) == {"failing_buckets", "length_generalizes"} and "vs_reference" not in c
     assert len(c["state_std"]) == len(c["state_t"]) and c["drifting_heads"]
     # a sequence too short for the training context is refused before any work
     proc = subprocess.run([sys.executable, "evaluate.py", f"--checkpoints={runs[0]}", "--seq_len=12"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "shorter than 2 * T_train = 16" in proc.stderr
+
+
+@pytest.mark.parametrize("script, setting", [
+    ("evaluate.py", "--n_seqs=0"), ("evaluate.py", "--batch_size=0"), ("evaluate.py", "--chunk_len=0"),
+    ("evaluate.py", "--smooth=0"), ("evaluate.py", "--seq_len=-5"), ("evaluate.py", "--n_seqs=None"),
+    ("effrem.py", "--n_seqs=0"), ("effrem.py", "--batch_size=0"), ("effrem.py", "--chunk_len=0"),
+    ("effrem.py", "--T=-1")])
+def test_out_of_range_settings_fail_at_once_naming_the_setting(script, setting):
+    # checkpoints that do not exist: a setting checked later than them would report them instead
+    proc = subprocess.run([sys.executable, script, setting, "--checkpoints=not-a-run"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    key = setting.split("=")[0]   # the message names the setting (configurator may refuse None itself)
+    assert proc.returncode != 0 and key in proc.stderr.splitlines()[-1], proc.stderr
+    assert "held-out sequences" not in proc.stdout                      # before any work
+
+
+def test_a_misspelt_checkpoint_is_reported_missing_not_the_tokenizer(tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path))   # as on a machine with no network
+    proc = subprocess.run([sys.executable, "evaluate.py", "--checkpoints=nothere/x"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "'nothere/x' is not a local directory" in proc.stderr, proc.stderr
+    assert "GPT-NeoX" not in proc.stderr
+
+
+def test_score_truncated_of_a_sequence_with_no_block_beyond_the_second():
+    model, T = tiny_lm(1), 8
+    x = torch.randint(0, 50, (2, 9))   # P = 8 = 2 blocks of T/2: nothing beyond T_train
+    assert evaluate.score_truncated(model, x, T, 64, evaluate.nullcontext()).shape == (2, 0)
+    full, truncated, _ = evaluate.score(model, x, T, 64)
+    torch.testing.assert_close(truncated, full, rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------------------------------------------
+# The second measure: the full-context loss against a reference model's, paired per token
+
+def test_a_model_against_itself_differs_by_exactly_zero():
+    model, T = tiny_lm(2), 8
+    seqs, doc_ids = torch.randint(0, 50, (5, 33)), torch.tensor([3, 3, 7, 9, 9])
+    runs = [evaluate.evaluate_checkpoint(model, seqs, doc_ids, T, chunk_len=8, batch_size=2, width=4)
+            for _ in range(2)]                                     # two separate evaluations of one model
+    _, counts = measure.clusters(doc_ids)
+    vs = evaluate.paired_difference(runs[0]["full_by_document"], runs[1]["full_by_document"], counts, T)
+    assert (vs["diff"] == 0).all() and (vs["se_diff"] == 0).all()
+    assert all(b["diff"] == 0 and b["se_diff"] == 0 for b in vs["buckets"])
+
+
+def test_paired_difference_against_plain_forward_passes():
+    T, seqs = 8, torch.randint(0, 50, (5, 33))
+    doc_ids = [3, 3, 7, 9, 9]
+    a, b = tiny_lm(2), tiny_lm(5)
+    runs = [evaluate.evaluate_checkpoint(m, seqs, torch.tensor(doc_ids), T, chunk_len=8, batch_size=2, width=4)
+            for m in (a, b)]
+    _, counts = measure.clusters(doc_ids)
+    vs = evaluate.paired_difference(runs[0]["full_by_document"], runs[1]["full_by_document"], counts, T)
+    d = (plain_losses(a, seqs) - plain_losses(b, seqs)).double().numpy()     # (5, 32) per token
+    np.testing.assert_allclose(vs["diff"], d.mean(0), atol=1e-5)
+    for bucket in vs["buckets"]:   # per-sequence bucket means, then the clustered SE written out by hand
+        m = d[:, bucket["start"]:bucket["end"]].mean(1)
+        mean = m.mean()
+        per_doc = {g: [m[i] for i in range(5) if doc_ids[i] == g] for g in (3, 7, 9)}
+        resid = [sum(v) - len(v) * mean for v in per_doc.values()]
+        se = math.sqrt(3 / 2 * sum(r * r for r in resid)) / 5
+        assert bucket["diff"] == pytest.approx(mean, abs=1e-5) and bucket["se_diff"] == pytest.approx(se, abs=1e-5)
+    assert abs(vs["buckets"][-1]["diff"]) > 1e-3                      # two different models do differ
+
+
+def test_with_reference(tmp_path):
+    a, b, c = (write_run(tmp_path / n, tiny_lm(), 8, n) for n in ("zero", "state_passing", "tbtt"))
+    infos = measure.checkpoint_infos(f"{a},{b}")
+    assert measure.with_reference(infos, "") == (infos, None)
+    assert measure.with_reference(infos, b + "/") == (infos, 1)          # one of them: evaluated once
+    more, i = measure.with_reference(infos, c)                          # another: evaluated after them
+    assert i == 2 and more[:2] == infos and more[2]["label"] == f"{c} (reference)"
+
+
+def test_cli_with_a_reference(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        (corpus / f"doc{i}.txt").write_bytes(bytes(rng.integers(97, 123, 300).tolist()))
+    runs = [write_run(tmp_path / name, tiny_lm(i, vocab_size=256, d_model=16, headdim=8, d_state=8), 8, name,
+                      str(corpus), str(tmp_path / "data")) for i, name in enumerate(["zero", "state_passing"])]
+    out = tmp_path / "eval"
+    proc = subprocess.run([sys.executable, "evaluate.py", f"--checkpoints={runs[1]}", f"--reference={runs[0]}",
+                           "--seq_len=64", "--n_seqs=4", "--batch_size=2", "--chunk_len=16", "--smooth=4",
+                           "--threads=1", f"--out_dir={out}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "is this model better than the reference" in proc.stdout
+    assert (out / "reference.png").stat().st_size > 1000 and (out / "ppl.png").stat().st_size > 1000
+    checkpoints = json.loads((out / "results.json").read_text())["checkpoints"]
+    assert [c["label"] for c in checkpoints] == ["state_passing", f"{runs[0]} (reference)"]
+    assert [c["is_reference"] for c in checkpoints] == [False, True]
+    sp, ref = (c["vs_reference"] for c in checkpoints)
+    assert all(v == 0 for v in ref["diff"]) and len(sp["diff"]) == 63
+    # the paired difference is the difference of the two full-context curves, position by position
+    np.testing.assert_allclose(sp["diff"], np.subtract(checkpoints[0]["loss_full"], checkpoints[1]["loss_full"]),
+                               atol=1e-5)
+    assert "full_by_document" not in checkpoints[0]

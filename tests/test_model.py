@@ -310,3 +310,44 @@ def test_loss_is_finite_and_falls(arch):
         losses.append(loss.item())
     assert all(math.isfinite(x) for x in losses)
     assert losses[-1] < losses[0] - 0.5, losses
+
+
+# ------------------------------------------------------------------------------------------------------
+# Bad inputs fail at once, naming the file or the setting
+
+@pytest.mark.parametrize("name", ["no_such_dir", "./no_such_dir", "/no/such/dir", "~/no_such_dir", "a/b/c",
+                                  "tests/no_such_run"])   # "tests" exists: a misspelt local path, no hub id
+def test_path_like_names_fail_at_once(name, monkeypatch):
+    import huggingface_hub
+    def no_hub(*args, **kw):
+        raise AssertionError(f"{name!r} was sent to the hub")
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_hub)
+    with pytest.raises(FileNotFoundError, match="no checkpoint directory"):
+        LM.from_pretrained(name)
+
+
+@pytest.mark.parametrize("text, messages", [
+    ("{not json", ["config.json is not valid JSON"]),
+    (json.dumps(OFFICIAL_CONFIG | {"d_model": "32"}), ["config.json", "d_model = '32'", "int"]),
+    (json.dumps(OFFICIAL_CONFIG | {"n_layer": 0}), ["config.json", "n_layer = 0", "> 0"]),
+    (json.dumps(OFFICIAL_CONFIG | {"ssm_cfg": {**OFFICIAL_CONFIG["ssm_cfg"], "headdim": 0}}), ["headdim = 0"]),
+    (json.dumps(OFFICIAL_CONFIG | {"ssm_cfg": {**OFFICIAL_CONFIG["ssm_cfg"], "d_state": 1.5}}), ["d_state = 1.5"]),
+    (json.dumps(OFFICIAL_CONFIG | {"tie_embeddings": "yes"}), ["tie_embeddings = 'yes'", "bool"]),
+    ("[1, 2]", ["config.json", "JSON object"]),
+], ids=["not-json", "str-int", "zero-layers", "zero-headdim", "float-int", "str-bool", "not-object"])
+def test_invalid_config_json_names_the_file(tmp_path, text, messages):
+    path = write_checkpoint(tmp_path / "ckpt")
+    (path / "config.json").write_text(text)
+    with pytest.raises(ValueError) as info:
+        LM.from_pretrained(str(path))
+    for message in messages:
+        assert message in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_token_ids_outside_the_vocabulary():
+    model = LM(tiny("mamba2")).eval()   # vocab_size 50, padded to 56
+    for bad in (50, 55, 1000, -1):
+        with pytest.raises(ValueError, match="token ids must lie in \\[0, vocab_size = 50\\)"):
+            model(torch.tensor([[1, 2, bad]]))
+    model(torch.tensor([[0, 49]]))   # the edges are fine
