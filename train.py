@@ -404,6 +404,7 @@ if iter_num > saved_at:
 if master:
     rundir.release(out_dir)
 if ddp:
+    dist.barrier()                                     # every process is done (and rank 0 has saved)
     dist.destroy_process_group()
 if stopping:
     print(f"stopped by {signal.Signals(stop or signal.SIGTERM).name} at step {iter_num}: continue with "
