@@ -33,7 +33,8 @@ def claim(out_dir, resume, overwrite):
     except _Locked:
         raise
     except OSError as e:
-        raise OSError(f"out_dir {out_dir!r} cannot be written ({e.strerror or e}): pick another --out_dir") from None
+        raise OSError(f"out_dir {out_dir!r} cannot be written ({e.strerror or e}): pick another "
+                      f"--out_dir") from None
     ckpt, record = os.path.join(out_dir, "ckpt.pt"), os.path.join(out_dir, "config.json")
     if not resume and not overwrite and (os.path.exists(ckpt) or os.path.exists(record)):
         raise FileExistsError(f"{out_dir} holds another run ({_describe(record)}): continue it with "

@@ -394,13 +394,13 @@ while iter_num < max_iters and not stopping:
               f"{tokens / step_time:,.0f} tokens/s")
         step_time, tokens, losses = 0.0, 0, []
 
-for s, handler in handlers.items():                    # from here Ctrl-C interrupts as usual
-    signal.signal(s, handler)
-stopping = stopping or stop > 0                        # (a signal during the last step)
 if not stopping:
     estimate_loss()
 if iter_num > saved_at:
     save_checkpoint()
+for s, handler in handlers.items():                    # saved: from here Ctrl-C interrupts as usual
+    signal.signal(s, handler)
+stopping = stopping or stop > 0                        # (a signal after the last step's all-reduce)
 if master:
     rundir.release(out_dir)
 if ddp:
