@@ -149,6 +149,9 @@ if init_from == "resume":
     if "optimizer" not in ckpt:
         raise ValueError(f"{out_dir}/ckpt.pt holds the weights only (as the shipped assets/baseline does, to "
                          f"stay small): post-train it with --init_from={out_dir}, or remake it to resume it")
+    if "samplers" not in ckpt:
+        raise ValueError(f"{out_dir}/ckpt.pt was written by an earlier train.py, which saved less: post-train "
+                         f"it with --init_from={out_dir} (a fresh optimiser), or remake it to resume it")
     # only what changes the training's numbers must stay; where and how long it runs may change
     free = ("out_dir", "init_from", "overwrite", "max_iters", "eval_interval", "eval_iters", "log_interval",
             "final_eval_seqs", "data_dir", "device", "scan_backend", "threads")

@@ -99,6 +99,16 @@ def test_a_damaged_checkpoint_is_named(corpus, tmp_path, capsys):
         run_train(small(corpus, tmp_path / "run", init_from="resume"), capsys)
 
 
+def test_a_checkpoint_of_an_earlier_train_py_says_so(corpus, tmp_path, capsys):
+    run_train(small(corpus, tmp_path / "run", max_iters=2), capsys)
+    path = tmp_path / "run" / "ckpt.pt"
+    old = ckpt(tmp_path / "run")
+    old["sampler"] = old.pop("samplers")[0]                 # the layout before several processes
+    torch.save(old, path)
+    with pytest.raises(ValueError, match="written by an earlier train.py, which saved less: post-train it"):
+        run_train(small(corpus, tmp_path / "run", init_from="resume"), capsys)
+
+
 def test_another_run_is_never_replaced_without_overwrite(corpus, tmp_path, capsys):
     run_train(small(corpus, tmp_path / "run", max_iters=2), capsys)
     before = (tmp_path / "run" / "ckpt.pt").read_bytes()
