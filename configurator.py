@@ -5,10 +5,13 @@ Configuration the nanoGPT way: a script's settings are plain module globals, and
 
 first runs the config file (plain Python assignments), then applies each --key=value. Unlike
 nanoGPT's version, a key the script does not define is an error (a typo must not be silently
-ignored), and so is a value of the wrong type.
+ignored), and so is a value of the wrong type (None too, unless the default is None).
+`--help` or `-h` prints the script's docstring and every setting with its default and the comment
+beside it in the script's source, and exits.
 """
 import ast
 import sys
+import tokenize
 
 CONFIG_TYPES = (int, float, bool, str, tuple, type(None))
 
@@ -19,7 +22,7 @@ def config_keys(module_globals):
 
 
 def _checked(key, value, default):
-    if default is None or value is None or type(value) is type(default):
+    if default is None or (value is not None and type(value) is type(default)):
         return value
     if isinstance(default, float) and type(value) is int:
         return float(value)
@@ -30,7 +33,11 @@ def configure(module_globals, argv=None):
     """Apply config files and --key=value overrides from argv (default sys.argv[1:]) to the
     script's globals. Returns the final settings as a dict (saved with checkpoints and results)."""
     keys = config_keys(module_globals)
-    for arg in sys.argv[1:] if argv is None else argv:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--help" in argv or "-h" in argv:
+        print_help(module_globals, keys)
+        sys.exit(0)
+    for arg in argv:
         if not arg.startswith("--"):
             try:
                 source = open(arg).read()
@@ -58,3 +65,25 @@ def configure(module_globals, argv=None):
             module_globals[key] = _checked(key, value, module_globals[key])
             print(f"overriding: {key} = {module_globals[key]!r}")
     return {k: module_globals[k] for k in keys}
+
+
+def print_help(module_globals, keys):
+    """The script's docstring, then `--key=default  comment` for each setting."""
+    print((module_globals.get("__doc__") or "").strip() + "\n\nsettings (a config file, then --key=value):")
+    comments = _comments(module_globals["__file__"]) if module_globals.get("__file__") else {}
+    width = max(len(f"--{k}={module_globals[k]!r}") for k in keys)
+    for k in keys:
+        print(f"  {f'--{k}={module_globals[k]!r}':<{width}}  {comments.get(k, '')}".rstrip())
+
+
+def _comments(path):
+    """{name: comment} for each `name = value  # comment` at the top level of a script, the comment
+    continued on the indented comment-only lines below it."""
+    comments, name = {}, None
+    with open(path) as f:
+        for tok in tokenize.generate_tokens(f.readline):
+            if tok.start[1] == 0 and tok.type in (tokenize.NAME, tokenize.COMMENT):
+                name = tok.string if tok.type == tokenize.NAME else None   # a new statement, or a heading
+            elif tok.type == tokenize.COMMENT and name:
+                comments[name] = (comments.get(name, "") + " " + tok.string.lstrip("#").strip()).strip()
+    return comments

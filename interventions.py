@@ -33,6 +33,7 @@ that conv history under each sampler:
         gradient is cut at the chunk boundary).
 """
 import torch
+import torch.distributed as dist
 
 
 def _detach(states):
@@ -100,7 +101,9 @@ class FittedNoise(Sampler):
         mu_lh      <- (1 - beta) Mean(S_T[l, :, h]) + beta mu_lh
         sigma^2_lh <- (1 - beta) Var(S_T[l, :, h])  + beta sigma^2_lh
     and S_{-1}[l, :, h] is drawn i.i.d. from N(mu_lh, sigma^2_lh). Before the first batch has been
-    seen there is nothing fitted yet, and S_{-1} = 0."""
+    seen there is nothing fitted yet, and S_{-1} = 0. Under DDP (train.py under torchrun) Mean and Var
+    are over the rows of every process (an all-reduce), so every process draws from the same Gaussian,
+    the one a single process would fit to the whole batch."""
 
     def __init__(self, template, generator, beta=0.1):
         super().__init__(template, generator)
@@ -110,6 +113,8 @@ class FittedNoise(Sampler):
         S = [layer["S"].detach() for layer in final_states]             # per layer (B, H, K, V)
         mean = [s.mean(dim=(0, 2, 3)) for s in S]                        # per layer (H,)
         var = [s.var(dim=(0, 2, 3), unbiased=False) for s in S]
+        if dist.is_available() and dist.is_initialized():
+            mean, var = _all_processes(mean, var)
         if self.mu is None:                                              # the first batch: no past
             self.mu, self.var = mean, var
         else:
@@ -136,9 +141,19 @@ class FittedNoise(Sampler):
         self.mu, self.var = d["mu"], d["var"]
 
 
+def _all_processes(mean, var):
+    """Per layer, the mean and variance (H,) over the rows of all processes, from each process's own: the
+    average of the first and second moments (every process holds as many rows)."""
+    moments = torch.stack([torch.stack([m, v + m ** 2]) for m, v in zip(mean, var)])   # (n_layer, 2, H)
+    dist.all_reduce(moments)
+    moments /= dist.get_world_size()
+    return [m[0] for m in moments], [m[1] - m[0] ** 2 for m in moments]
+
+
 class PassedStates(Sampler):
     """What state passing and TBTT share: they keep the last batch's final states, detached, to start
-    the next batch from (and save them with the checkpoint)."""
+    the next batch from (and save them with the checkpoint). Under DDP each process keeps those of its
+    own rows, which are its rows again at the next step."""
 
     def __init__(self, template, generator):
         super().__init__(template, generator)

@@ -5,43 +5,55 @@ from scratch, as a post-training of an earlier run or of an official checkpoint,
     python train.py                                    # post-trains the shipped baseline with State Passing
     python train.py config/pretrain_baseline.py        # an experiment's config file (see config/)
     python train.py --intervention=tbtt --max_iters=500 --out_dir=out-tbtt
+    torchrun --standalone --nproc_per_node=4 train.py --gradient_accumulation_steps=4   # 4 GPUs (DDP)
 
 The settings are the globals below; a config file, then --key=value flags, override them
-(configurator.py). An unknown key is an error.
+(configurator.py). An unknown key is an error. Ctrl-C or SIGTERM ends the current step, saves, and
+exits; `--init_from=resume` then continues with the losses the uninterrupted run would have had.
 """
-import json
 import math
 import os
+import signal
+import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 import data
+import rundir
 from configurator import configure
 from interventions import make_sampler
 from model import LM, ModelConfig
 
+if int(os.environ.get("RANK", 0)) > 0:   # under torchrun only rank 0 prints (errors reach stderr from all)
+    sys.stdout = open(os.devnull, "w")
+
 # -----------------------------------------------------------------------------------------------
 # I/O
-out_dir = "out"
+out_dir = "out"                # the run's checkpoint (ckpt.pt) and settings (config.json)
 init_from = "assets/baseline"  # "scratch", "resume" (continue out_dir), an earlier run's out_dir
                                # (post-training), or an official checkpoint (hub id or directory)
+overwrite = False              # True: this run may replace another run already in out_dir
 eval_interval = 100            # steps between validation losses and checkpoints
 eval_iters = 20                # batches per validation loss
-log_interval = 20
+log_interval = 20              # steps between lines of the training log
 final_eval_seqs = 64           # at the end, the excess loss beyond T on this many held-out sequences of
                                # 32 T tokens (evaluate.py's measure); 0 skips it
 # data
 corpus = "stdlib"              # "stdlib" (needs no download), or a .txt/.jsonl file or folder
 tokenizer = "bytes"            # "bytes", a tiktoken encoding, "gpt-neox", or a tokenizer.json path
-data_dir = "data"
-batch_size = 128
-block_size = 16                # T, the training context (the shipped baseline's)
+data_dir = "data"              # where the corpus is tokenized once
+batch_size = 128               # sequences per micro-batch
+block_size = 16                # T, the training context (the shipped baseline's); even
+gradient_accumulation_steps = 1  # micro-batches per step, over all processes (nanoGPT's meaning)
 # model, for init_from = "scratch" (ModelConfig's other fields keep mamba_ssm's / fla's defaults)
 arch = "mamba2"                # "mamba2" or "gla"
-n_layer = 2
-d_model = 128
+n_layer = 2                    # blocks
+d_model = 128                  # the residual stream's width
 d_state = 32                   # Mamba-2
 headdim = 32                   # Mamba-2
 dt_min = 1e-5                  # Mamba-2's initial dt range; mamba_ssm's default is [1e-3, 1e-1], under
@@ -54,92 +66,197 @@ noise_std = 0.1                # random_noise's sigma
 p_zero = 0.1                   # state_passing: the probability that a row starts from zero
 fitted_beta = 0.1              # fitted_noise: the moving averages' beta (eqs. 5-6)
 # optimiser: AdamW, warmup then cosine decay to min_lr, or constant
-learning_rate = 1e-3
-max_iters = 300
-weight_decay = 0.1
-beta1 = 0.9
-beta2 = 0.95
-grad_clip = 1.0
-warmup_iters = 0
+learning_rate = 1e-3           # the peak
+max_iters = 300                # steps
+weight_decay = 0.1             # on the matrices only
+beta1 = 0.9                    # AdamW's
+beta2 = 0.95                   # AdamW's
+grad_clip = 1.0                # the largest gradient norm; 0 = no clipping
+warmup_iters = 0               # steps of linear warmup
 lr_decay = "constant"          # "constant" or "cosine"
 min_lr = 3e-4                  # where the cosine ends
 # system
 device = "cuda" if torch.cuda.is_available() else "cpu"
-dtype = "bfloat16" if torch.cuda.is_available() else "float32"   # the autocast dtype on CUDA
+dtype = "bfloat16" if torch.cuda.is_available() else "float32"   # autocast's on CUDA; float32 on the CPU
 threads = 0                    # CPU threads for torch; 0 = torch's default
-seed = 1337
+seed = 1337                    # the model's init, the batches, the interventions' draws
 config = configure(globals())
 # -----------------------------------------------------------------------------------------------
+
+# Every setting is checked before any data is prepared or any step is taken.
+world = int(os.environ.get("WORLD_SIZE", 1))    # processes: 1, or torchrun's --nproc_per_node x nodes
+model_args = dict(arch=arch, n_layer=n_layer, d_model=d_model, d_state=d_state, headdim=headdim,
+                  dt_min=dt_min, dt_max=dt_max, num_heads=num_heads, scan_backend=scan_backend)
+rules = [
+    ("batch_size", batch_size >= 1, "at least 1"),
+    ("block_size", block_size >= 2 and block_size % 2 == 0, "even and at least 2: the evaluation reads "
+     "the context in halves of T/2 (evaluate.py)"),
+    ("gradient_accumulation_steps", gradient_accumulation_steps >= 1 and gradient_accumulation_steps % world == 0,
+     f"a multiple of the {world} processes: it counts the micro-batches of all of them"),
+    ("max_iters", max_iters >= 1, "at least 1"),
+    ("eval_interval", eval_interval >= 1, "at least 1"),
+    ("eval_iters", eval_iters >= 1, "at least 1"),
+    ("log_interval", log_interval >= 1, "at least 1"),
+    ("final_eval_seqs", final_eval_seqs >= 0, "0 (none) or more"),
+    ("intervention", intervention in ("zero", "random_noise", "fitted_noise", "state_passing", "tbtt"),
+     "one of zero, random_noise, fitted_noise, state_passing, tbtt"),
+    ("noise_std", noise_std >= 0, "0 or more"),
+    ("p_zero", 0 <= p_zero <= 1, "a probability"),
+    ("fitted_beta", 0 <= fitted_beta < 1, "in [0, 1)"),
+    ("learning_rate", learning_rate > 0, "positive"),
+    ("min_lr", min_lr >= 0, "0 or more"),
+    ("warmup_iters", warmup_iters >= 0, "0 or more"),
+    ("lr_decay", lr_decay in ("constant", "cosine"), "'constant' or 'cosine'"),
+    ("grad_clip", grad_clip >= 0, "0 (no clipping) or a positive gradient norm"),
+    ("device", device == "cpu" or device.startswith("cuda") and torch.cuda.is_available(),
+     "'cpu', or 'cuda' on a machine with CUDA"),
+    ("dtype", dtype == "float32" or device.startswith("cuda") and dtype in ("bfloat16", "float16"),
+     "'float32' on the CPU; 'bfloat16' or 'float16' (mixed precision) on CUDA"),
+    ("threads", threads >= 0, "0 (torch's default) or more"),
+]
+bad = [f"--{key}={globals()[key]!r}: must be {rule}" for key, ok, rule in rules if not ok]
+if bad:
+    raise ValueError("\n".join(bad))
+if init_from == "scratch":
+    ModelConfig(vocab_size=256, **model_args)   # checks the shapes (the vocabulary comes with the data)
+
+# Several processes (torchrun): one per device, DDP; NCCL between GPUs, gloo between CPU processes.
+ddp = "RANK" in os.environ
+rank, local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
+master = rank == 0                               # writes the checkpoints and the log
+if ddp:
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    if device.startswith("cuda"):
+        device = f"cuda:{local_rank}"
+        torch.cuda.set_device(device)
+micro_steps = gradient_accumulation_steps // world       # this process's micro-batches per step
+B_step = gradient_accumulation_steps * batch_size        # sequences per step, over all processes
+local = slice(rank * micro_steps * batch_size, (rank + 1) * micro_steps * batch_size)   # this process's rows
 
 if threads:
     torch.set_num_threads(threads)
 torch.manual_seed(seed)
-ckpt_path = os.path.join(out_dir, "ckpt.pt")
-autocast = torch.autocast(device, dtype=getattr(torch, dtype), enabled=device == "cuda" and dtype != "float32")
+device_type = "cuda" if device.startswith("cuda") else "cpu"
+autocast = torch.autocast(device_type, dtype=getattr(torch, dtype), enabled=dtype != "float32")
+scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")   # float16 gradients underflow unscaled
+if master:
+    rundir.claim(out_dir, resume=init_from == "resume", overwrite=overwrite)
 
-# the data: tokenized once into data_dir, then memory-mapped
-dataset = data.load(data.prepare(corpus, tokenizer, data_dir))
-data_gen = torch.Generator().manual_seed(seed)       # batches; its state is saved with the checkpoint
-stream = (data.StreamSampler(dataset, batch_size, block_size, data_gen) if intervention == "tbtt" else None)
-
-
-def get_batch(split):
-    """x, y (B, T) and reset (B,) bool: True where a row starts afresh (always, outside TBTT)."""
-    if stream is not None and split == "train":
-        return stream.next(device)
-    x, y = data.get_batch(dataset, split, batch_size, block_size, data_gen, device)
-    return x, y, torch.ones(batch_size, dtype=torch.bool, device=device)
-
-
-# the model
-ckpt = None
-if init_from == "scratch":
-    model = LM(ModelConfig(arch=arch, vocab_size=dataset.vocab_size, n_layer=n_layer, d_model=d_model,
-                           d_state=d_state, headdim=headdim, dt_min=dt_min, dt_max=dt_max,
-                           num_heads=num_heads, scan_backend=scan_backend))
-elif init_from == "resume":
-    if not os.path.isfile(ckpt_path):
-        raise FileNotFoundError(f"init_from='resume' but there is no {ckpt_path}: train into {out_dir} first")
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+# the model of a resumed run or a post-training, loaded before the data so that a wrong path fails at once
+ckpt, model = None, None
+if init_from == "resume":
+    ckpt = rundir.load(out_dir)
     if "optimizer" not in ckpt:
-        raise ValueError(f"{ckpt_path} holds the weights only (as the shipped assets/baseline does, to stay "
-                         f"small): post-train it with --init_from={out_dir}, or remake it to resume it")
-    free = ("out_dir", "init_from", "max_iters", "eval_interval", "eval_iters", "log_interval", "threads")
-    changed = {k: (ckpt["config"][k], v) for k, v in config.items()
-               if k not in free and ckpt["config"].get(k) != v}
+        raise ValueError(f"{out_dir}/ckpt.pt holds the weights only (as the shipped assets/baseline does, to "
+                         f"stay small): post-train it with --init_from={out_dir}, or remake it to resume it")
+    if "samplers" not in ckpt:
+        raise ValueError(f"{out_dir}/ckpt.pt was written by an earlier train.py, which saved less: post-train "
+                         f"it with --init_from={out_dir} (a fresh optimiser), or remake it to resume it")
+    # only what changes the training's numbers must stay; where and how long it runs may change
+    free = ("out_dir", "init_from", "overwrite", "max_iters", "eval_interval", "eval_iters", "log_interval",
+            "final_eval_seqs", "data_dir", "device", "scan_backend", "threads")
+    changed = [f"--{k}={ckpt['config'].get(k)!r} (not {v!r})" for k, v in config.items()
+               if k not in free and ckpt["config"].get(k) != v]
     if changed:
-        raise ValueError(f"resuming {out_dir} with different settings {changed}: only max_iters may change")
-    model = LM(ModelConfig(**ckpt["model_config"]))
+        raise ValueError(f"resuming {out_dir} with settings that change its training: pass {' '.join(changed)}, "
+                         f"or start a new run in another out_dir")
+    model = LM(ModelConfig(**ckpt["model_config"] | {"scan_backend": scan_backend}))
     model.load_state_dict(ckpt["model"])
-else:                                               # post-training: a fresh optimiser from step 0
+elif init_from != "scratch":                        # post-training: a fresh optimiser from step 0
     model = LM.from_pretrained(init_from)
     model.config.scan_backend = scan_backend
+
+# the data: tokenized once into data_dir (by rank 0 while the others wait), then memory-mapped
+if not master:
+    dist.barrier()
+dataset = data.load(data.prepare(corpus, tokenizer, data_dir))
+if ddp and master:
+    dist.barrier()
+if final_eval_seqs:                                 # drawn now: a corpus without long documents fails now
+    try:
+        eval_seqs = data.eval_sequences(dataset, final_eval_seqs, 32 * block_size, seed)
+    except ValueError as e:
+        raise ValueError(f"final_eval_seqs: {e}; pass --final_eval_seqs=0 to skip the final evaluation") from None
+data_gen = torch.Generator().manual_seed(seed)       # every process draws the whole step's batch, then its rows
+stream = data.StreamSampler(dataset, B_step, block_size, data_gen) if intervention == "tbtt" else None
+
+
+def get_batch():
+    """This process's rows of the step's batch: x, y (micro_steps * B, T) and reset (micro_steps * B,) bool,
+    True where a row starts afresh (always, outside TBTT). However the step is split among processes and
+    micro-batches, it trains on the same B_step sequences."""
+    if stream is not None:
+        x, y, reset = stream.next()
+    else:
+        x, y = data.get_batch(dataset, "train", B_step, block_size, data_gen)
+        reset = torch.ones(B_step, dtype=torch.bool)
+    return x[local].to(device), y[local].to(device), reset[local].to(device)
+
+
+if model is None:
+    model = LM(ModelConfig(vocab_size=dataset.vocab_size, **model_args))
 if model.config.vocab_size < dataset.vocab_size:
     raise ValueError(f"the model knows {model.config.vocab_size} tokens, the {tokenizer!r} tokenizer "
                      f"makes {dataset.vocab_size}: use the model's tokenizer")
-model.to(device)
+raw_model = model.to(device)
+if ddp:   # averages the gradients over the processes in backward()
+    model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
 
 # AdamW; weight decay on the matrices only (as nanoGPT): not on norms, biases, A_log, dt_bias, D
-params = [p for p in model.parameters() if p.requires_grad]
+params = [p for p in raw_model.parameters() if p.requires_grad]
 optimizer = torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
                                {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
-                              lr=learning_rate, betas=(beta1, beta2), fused=device == "cuda")
+                              lr=learning_rate, betas=(beta1, beta2), fused=device_type == "cuda")
 
-# the intervention: it picks each batch's initial states and sees their final states
-sampler_gen = torch.Generator(device).manual_seed(seed + 1)
-sampler = make_sampler(intervention, model.zero_states(batch_size, device), sampler_gen,
-                       sigma=noise_std, p_zero=p_zero, beta=fitted_beta)
+# the intervention: it picks the initial states of this process's rows and sees their final states
+sampler_gen = torch.Generator(device).manual_seed(seed + 1 + rank)
+template = raw_model.zero_states(micro_steps * batch_size, device)
+sampler = make_sampler(intervention, template, sampler_gen, sigma=noise_std, p_zero=p_zero, beta=fitted_beta)
+if master:
+    state_bytes = sum(s.numel() * s.element_size() for layer in template for s in layer.values()) * world
+    rundir.check_space(out_dir, 3 * sum(p.numel() * p.element_size() for p in params) + state_bytes)
+
+
+def moved(obj, device):
+    """obj (dicts and lists of tensors) with its floating-point tensors on device (the samplers' states);
+    the generators' states are byte tensors and stay on the CPU, where torch.Generator wants them."""
+    if isinstance(obj, dict):
+        return {k: moved(v, device) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [moved(v, device) for v in obj]
+    return obj.to(device) if torch.is_tensor(obj) and obj.is_floating_point() else obj
+
+
+def sampler_state(saved):
+    """This process's sampler state, from those of the len(saved) processes that wrote the checkpoint."""
+    if len(saved) == world:
+        return saved[rank]
+    print(f"resuming a run of {len(saved)} processes on {world}: the model, optimiser, step, batches, TBTT "
+          f"streams, fitted statistics and passed states are kept; the samplers' random draws start afresh, so "
+          f"the losses differ from those of an uninterrupted run")
+    mine = saved[0] | {"generator": sampler_gen.get_state()}   # fitted noise's mu, var: alike on every process
+    if mine.get("final") is not None:    # the passed states of every row of the step, split anew
+        mine["final"] = [{k: torch.cat([s["final"][i][k] for s in saved])[local] for k in layer}
+                         for i, layer in enumerate(mine["final"])]
+    return mine
+
 
 iter_num = 0
 if ckpt is not None:                                # everything needed to continue exactly
     optimizer.load_state_dict(ckpt["optimizer"])
-    sampler.load_state_dict(ckpt["sampler"])
+    scaler.load_state_dict(ckpt["scaler"])
+    sampler.load_state_dict(moved(sampler_state(ckpt["samplers"]), device))
     data_gen.set_state(ckpt["data_gen"])
     if stream is not None:
         stream.load_state_dict(ckpt["stream"])
     torch.set_rng_state(ckpt["torch_rng"])
     iter_num = ckpt["iter_num"]
+    if ckpt.get("corpus_fingerprint") != dataset.meta.get("fingerprint"):
+        print(f"warning: {out_dir} was trained on another corpus (fingerprint {ckpt.get('corpus_fingerprint')}, "
+              f"this one {dataset.meta.get('fingerprint')}): the run does not continue as it would have")
     ckpt = None
+    if iter_num >= max_iters:
+        raise ValueError(f"{out_dir} is at step {iter_num} already: pass --max_iters above {iter_num} to continue")
 
 
 def get_lr(it):
@@ -156,8 +273,9 @@ def get_lr(it):
 @torch.no_grad()
 def estimate_loss():
     """Mean loss over eval_iters batches of each split, from a zero state (evaluation always starts
-    from zero, sec. 4.2), on batches from a fixed generator so that evaluating changes nothing."""
-    model.eval()
+    from zero, sec. 4.2), on batches from a fixed generator so that evaluating changes nothing (and
+    every process gets the same numbers). A loss that is not finite stops the run unsaved."""
+    raw_model.eval()
     gen = torch.Generator().manual_seed(seed + 2)
     out = {}
     for split in ("train", "val"):
@@ -165,81 +283,143 @@ def estimate_loss():
         for _ in range(eval_iters):
             x, y = data.get_batch(dataset, split, batch_size, block_size, gen, device)
             with autocast:
-                losses.append(model(x, y)[1].item())
+                losses.append(raw_model(x, y)[1].item())
         out[split] = sum(losses) / len(losses)
-    model.train()
-    return out
+    raw_model.train()
+    print(f"step {iter_num}: train loss {out['train']:.4f}, val loss {out['val']:.4f}")
+    if not all(map(math.isfinite, out.values())):
+        raise FloatingPointError(f"the val loss is {out['val']} at step {iter_num}: stopping ({kept()}); "
+                                 f"try a lower learning_rate")
+
+
+def kept():
+    path = os.path.join(out_dir, "ckpt.pt")
+    return f"{path} is left as it was" if os.path.exists(path) else "nothing was saved"
 
 
 def save_checkpoint():
-    """Everything needed to resume exactly; written to a temporary file first so that an
-    interruption never leaves a half-written ckpt.pt."""
-    state = {"model": model.state_dict(), "model_config": asdict(model.config), "config": config,
-             "iter_num": iter_num, "optimizer": optimizer.state_dict(), "sampler": sampler.state_dict(),
-             "data_gen": data_gen.get_state(), "stream": stream.state_dict() if stream else None,
-             "torch_rng": torch.get_rng_state()}
-    torch.save(state, ckpt_path + ".tmp")
-    os.replace(ckpt_path + ".tmp", ckpt_path)
-    with open(os.path.join(out_dir, "config.json"), "w") as f:   # a readable record; evaluate.py reads it
-        json.dump(config | {"model_config": state["model_config"], "iter_num": iter_num,
-                            "corpus_fingerprint": dataset.meta.get("fingerprint")}, f, indent=1)
-    print(f"saved {ckpt_path} at step {iter_num}")
+    """Everything needed to resume exactly, with the sampler state of every process; rank 0 writes it
+    (rundir.save: atomically). Weights that are not finite are never saved."""
+    global saved_at
+    if not all(torch.isfinite(p).all() for p in params):
+        raise FloatingPointError(f"the weights are not finite at step {iter_num}: not saved ({kept()}); "
+                                 f"try a lower learning_rate")
+    samplers = [moved(sampler.state_dict(), "cpu")]
+    if ddp:
+        gathered = [None] * world if master else None
+        dist.gather_object(samplers[0], gathered, dst=0)
+        samplers = gathered
+    if master:
+        state = {"model": raw_model.state_dict(), "model_config": asdict(raw_model.config), "config": config,
+                 "iter_num": iter_num, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                 "samplers": samplers, "data_gen": data_gen.get_state(),
+                 "stream": stream.state_dict() if stream else None, "torch_rng": torch.get_rng_state(),
+                 "corpus_fingerprint": dataset.meta.get("fingerprint")}
+        record = config | {k: state[k] for k in ("model_config", "iter_num", "corpus_fingerprint")}
+        rundir.save(out_dir, state, record)
+        print(f"saved {out_dir}/ckpt.pt at step {iter_num}")
+    saved_at = iter_num
 
 
-os.makedirs(out_dir, exist_ok=True)
-print(f"training {model.config.arch} with intervention {intervention!r}: {batch_size} x {block_size} "
-      f"tokens per step, steps {iter_num} -> {max_iters}, into {out_dir}")
+def rows(states, r):
+    """The per-layer states (a list of dicts of (rows, ...) tensors) of rows r (a slice), or None."""
+    return None if states is None else [{k: s[r] for k, s in layer.items()} for layer in states]
 
-model.train()
-t0, tokens, losses = time.time(), 0, []
-try:
-    while iter_num < max_iters:
-        if iter_num % eval_interval == 0:
-            est = estimate_loss()
-            print(f"step {iter_num}: train loss {est['train']:.4f}, val loss {est['val']:.4f}")
-            if iter_num > 0:
-                save_checkpoint()
-        lr = get_lr(iter_num)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
 
-        x, y, reset = get_batch("train")
-        with autocast:
-            _, loss, final = model(x, y, states=sampler.initial_states(reset))
-        if not torch.isfinite(loss):
-            kept = f"the last good checkpoint is {ckpt_path}" if os.path.exists(ckpt_path) else "nothing was saved"
-            raise FloatingPointError(f"the loss is {loss.item()} at step {iter_num}: stopping ({kept}); "
-                                     f"try a lower learning_rate")
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        sampler.observe(final)                      # the states this batch ended in
-        iter_num += 1
+def joined(micro_states):
+    """The micro-batches' per-layer states joined along the rows, detached."""
+    return [{k: torch.cat([ms[i][k] for ms in micro_states]).detach() for k in layer}
+            for i, layer in enumerate(micro_states[0])]
 
-        tokens += x.numel()
-        losses.append(loss.item())
-        if iter_num % log_interval == 0:
-            dt = time.time() - t0
-            print(f"step {iter_num}: loss {sum(losses) / len(losses):.4f}, lr {lr:.2e}, "
-                  f"{tokens / dt:,.0f} tokens/s")
-            t0, tokens, losses = time.time(), 0, []
-except KeyboardInterrupt:
-    print(f"\ninterrupted at step {iter_num}")
+
+# Ctrl-C (SIGINT) and SIGTERM (a cluster preempting the job) only set a flag, read between steps: the
+# step under way finishes (its batch used, its update counted), then the run is saved and stops.
+stop = 0
+
+
+def request_stop(signum, frame):
+    global stop
+    if stop and not ddp:            # a second Ctrl-C quits at once (torchrun repeats the first one)
+        raise KeyboardInterrupt
+    stop = signum
+
+
+handlers = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+print(f"training {raw_model.config.arch} with intervention {intervention!r}: {B_step} x {block_size} = "
+      f"{B_step * block_size:,} tokens per step ({world} process(es) x {micro_steps} micro-batch(es) of "
+      f"{batch_size}), steps {iter_num} -> {max_iters}, into {out_dir}")
+raw_model.train()
+saved_at, stopping, step_time, tokens, losses = iter_num, False, 0.0, 0, []
+while iter_num < max_iters and not stopping:
+    if iter_num % eval_interval == 0:
+        estimate_loss()
+        if iter_num > saved_at:
+            save_checkpoint()
+    t0 = time.time()
+    lr = get_lr(iter_num)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+    x, y, reset = get_batch()
+    states = sampler.initial_states(reset)             # this process's rows
+    loss_sum, finals = torch.zeros((), device=device), []
+    for m in range(micro_steps):
+        r = slice(m * batch_size, (m + 1) * batch_size)
+        # DDP averages the gradients over the processes once per step, after the last micro-batch
+        with model.no_sync() if ddp and m < micro_steps - 1 else nullcontext():
+            with autocast:
+                _, loss, final = model(x[r], y[r], states=rows(states, r))
+            scaler.scale(loss / micro_steps).backward()
+        loss_sum += loss.detach()
+        finals.append(final)
+    # the step's mean loss over every process, and whether any process was asked to stop
+    shared = torch.stack([loss_sum, torch.tensor(float(stop), device=device)])
+    if ddp:
+        dist.all_reduce(shared)
+    loss, stopping = shared[0].item() / gradient_accumulation_steps, shared[1].item() > 0
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"the loss is {loss} at step {iter_num}: stopping ({kept()}); "
+                                 f"try a lower learning_rate")
+    if grad_clip:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    sampler.observe(joined(finals))                    # the states this step's rows ended in
+    iter_num += 1
+
+    step_time += time.time() - t0                      # training only: evaluations and saves are not counted
+    tokens += B_step * block_size
+    losses.append(loss)
+    if iter_num % log_interval == 0:
+        print(f"step {iter_num}: loss {sum(losses) / len(losses):.4f}, lr {lr:.2e}, "
+              f"{tokens / step_time:,.0f} tokens/s")
+        step_time, tokens, losses = 0.0, 0, []
+
+if not stopping:
+    estimate_loss()
+if iter_num > saved_at:
     save_checkpoint()
-    raise SystemExit(130)
-
-est = estimate_loss()
-print(f"step {iter_num}: train loss {est['train']:.4f}, val loss {est['val']:.4f}")
-save_checkpoint()
+for s, handler in handlers.items():                    # saved: from here Ctrl-C interrupts as usual
+    signal.signal(s, handler)
+stopping = stopping or stop > 0                        # (a signal after the last step's all-reduce)
+if master:
+    rundir.release(out_dir)
+if ddp:
+    dist.barrier()                                     # every process is done (and rank 0 has saved)
+    dist.destroy_process_group()
+if stopping:
+    print(f"stopped by {signal.Signals(stop or signal.SIGTERM).name} at step {iter_num}: continue with "
+          f"--init_from=resume")
+    raise SystemExit(128 + (stop or signal.SIGTERM))
 
 # Does the model length-generalize? evaluate.py's measure, on a few held-out sequences 32 times longer
 # than T: the loss of every token with its full context minus with the context cut to T/2..T tokens
 # (> 0 where the context beyond T hurts). `python evaluate.py --checkpoints=...` gives the whole picture.
-if final_eval_seqs:
+if final_eval_seqs and master:
     import evaluate
-    seqs, doc_ids = data.eval_sequences(dataset, final_eval_seqs, 32 * block_size, seed)
-    model.eval()
-    result = evaluate.evaluate_checkpoint(model, seqs, doc_ids, block_size, ctx=autocast, device=device,
+    raw_model.eval()
+    result = evaluate.evaluate_checkpoint(raw_model, *eval_seqs, block_size, ctx=autocast, device=device,
                                           label=intervention)
     evaluate.report(result, f"{out_dir} ({intervention}, step {iter_num})")

@@ -1,0 +1,144 @@
+"""
+The run directory of train.py (its out_dir), made safe to stop, resume and repeat:
+
+    claim(out_dir, resume, overwrite)   at the start, before any data or step: out_dir can be written,
+                                        no other train.py writes into it (a lock file with its pid), and
+                                        it holds no other run, unless overwrite=True
+    release(out_dir)                    the lock, once the run has saved for the last time (or at exit)
+    check_space(out_dir, nbytes)        room for a checkpoint of about nbytes beside the last one
+    save(out_dir, ckpt, record)         ckpt.pt and config.json, each written whole to a .tmp file, then
+                                        renamed over the old one: an interruption or a full disk leaves the
+                                        last checkpoint as it was, and no .tmp file behind
+    load(out_dir)                       ckpt.pt, or an error that says what to do
+
+It is kept apart from train.py so that the training reads top to bottom; nothing here knows the model.
+"""
+import atexit
+import json
+import os
+import pickle
+import shutil
+import socket
+
+import torch
+
+LOCK = "train.lock"
+
+
+def claim(out_dir, resume, overwrite):
+    """Take out_dir for this run, or raise with what to do."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        _lock(out_dir)
+    except _Locked:
+        raise
+    except OSError as e:
+        raise OSError(f"out_dir {out_dir!r} cannot be written ({e.strerror or e}): pick another "
+                      f"--out_dir") from None
+    ckpt, record = os.path.join(out_dir, "ckpt.pt"), os.path.join(out_dir, "config.json")
+    if not resume and not overwrite and (os.path.exists(ckpt) or os.path.exists(record)):
+        raise FileExistsError(f"{out_dir} holds another run ({_describe(record)}): continue it with "
+                              f"--init_from=resume, pick another --out_dir, or pass --overwrite=True to replace "
+                              f"it (its checkpoint is replaced at this run's first save)")
+
+
+class _Locked(FileExistsError):
+    pass
+
+
+def _lock(out_dir):
+    """Create out_dir/train.lock holding "host pid", removed when this process exits. A lock whose process
+    is gone (killed, or the machine restarted) is stale and taken over."""
+    path, host = os.path.join(out_dir, LOCK), socket.gethostname()
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            with open(path) as f:
+                holder = f.read().split()
+            if len(holder) == 2 and holder[1].isdigit() and _alive(holder[0], int(holder[1]), host):
+                raise _Locked(f"{out_dir} is in use by another train.py (pid {holder[1]} on {holder[0]}): wait "
+                              f"for it to end, or pick another --out_dir (if that run is over, delete {path})")
+            print(f"taking over {path}: the run that left it ({' '.join(holder) or 'empty'}) is gone")
+            os.remove(path)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{host} {os.getpid()}")
+        atexit.register(release, out_dir)
+        return
+
+
+def _alive(holder_host, pid, host):
+    if holder_host != host:
+        return True                    # another machine's process: it cannot be checked from here
+    if pid == os.getpid():
+        return False                   # a lock left by an earlier run in this very process (tests run train.py so)
+    try:
+        os.kill(pid, 0)                # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True                    # another user's process
+    return True
+
+
+def release(out_dir):
+    path = os.path.join(out_dir, LOCK)
+    try:
+        with open(path) as f:
+            if f.read() == f"{socket.gethostname()} {os.getpid()}":   # never another run's lock
+                os.remove(path)
+    except OSError:
+        pass
+
+
+def _describe(record):
+    try:
+        with open(record) as f:
+            cfg = json.load(f)
+        return f"intervention {cfg.get('intervention')!r}, step {cfg.get('iter_num')}"
+    except (OSError, ValueError):
+        return "a checkpoint"
+
+
+def check_space(out_dir, nbytes):
+    free = shutil.disk_usage(out_dir).free
+    if free < 2 * nbytes:
+        raise OSError(f"{out_dir} has {free / 2**20:,.0f} MB free, and a checkpoint of this run takes about "
+                      f"{nbytes / 2**20:,.0f} MB (twice that while a new one replaces the last): free some space "
+                      f"or pick another --out_dir")
+
+
+def save(out_dir, ckpt, record):
+    """Write ckpt (a dict of tensors, for torch.save) to out_dir/ckpt.pt and record (a dict of plain values)
+    to out_dir/config.json: both to .tmp files first, then renamed, so each file is whole, old or new."""
+    files = [(os.path.join(out_dir, "ckpt.pt"), lambda f: torch.save(ckpt, f)),
+             (os.path.join(out_dir, "config.json"), lambda f: f.write(json.dumps(record, indent=1).encode()))]
+    for path, write in files:
+        try:
+            with open(path + ".tmp", "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())   # on the disk before the rename: a power cut leaves old or new
+        except (OSError, RuntimeError) as e:   # torch.save reports a full disk as a RuntimeError
+            for p, _ in files:
+                if os.path.exists(p + ".tmp"):
+                    os.remove(p + ".tmp")
+            raise OSError(f"could not write {path}.tmp ({e}; {shutil.disk_usage(out_dir).free / 2**20:,.0f} MB "
+                          f"free): the last checkpoint in {out_dir} is kept. Free some space, then continue "
+                          f"with --init_from=resume") from None
+    for path, _ in files:
+        os.replace(path + ".tmp", path)
+
+
+def load(out_dir):
+    """out_dir/ckpt.pt on the CPU."""
+    path = os.path.join(out_dir, "ckpt.pt")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"init_from='resume' but there is no {path}: train into {out_dir} first")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as e:   # cut short, or not a checkpoint
+        raise ValueError(f"{path} cannot be read ({type(e).__name__}: {e}): it is damaged or is not a "
+                         f"checkpoint of train.py. Restore it from a copy, or start again with another "
+                         f"--out_dir") from None
