@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Fig. 5 across model sizes: does the order of the interventions (random < fitted < state passing ~ TBTT,
 # sec. 4) emerge as the model grows? Each size is pretrained with the baseline's recipe
-# (config/pretrain_baseline.py: T = 16, 8.6M tokens), then post-trained and scored by interventions.sh.
+# (config/pretrain_baseline.py: T = 16, 8.6M tokens; d_model 128 is the shipped assets/baseline), then
+# post-trained and scored by interventions.sh.
 #
 #   bash experiments/model_sizes.sh [out] [train.py flags...]
-# d_model 64, 128, 256, 512 give 0.08M, 0.25M, 0.9M and 3.4M parameters; on a 2-core CPU the two
-# largest take hours: on a GPU pass --device=cuda --dtype=float32 (and EVAL_FLAGS=--dtype=float32).
+#   D_MODELS="64 128 256" bash experiments/model_sizes.sh out-sizes       # the default sizes
+# d_model 64, 128, 256, 512 give 0.08M, 0.25M, 0.9M and 3.4M parameters. On a 2-core CPU d_model 256 takes
+# about 20 minutes to pretrain and 10 to post-train and score; 512 takes hours (on a GPU pass --device=cuda).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-out-sizes}
 shift $(( $# < 1 ? $# : 1 ))
-for d in 64 128 256 512; do
+for d in ${D_MODELS:-64 128 256}; do
   base="$out/d$d/baseline"
+  [ "$d" = 128 ] && base=assets/baseline
   if [ ! -f "$base/ckpt.pt" ]; then
-    python train.py config/pretrain_baseline.py --d_model=$d --out_dir="$base" --final_eval_seqs=0 "$@"
+    python train.py config/pretrain_baseline.py --d_model="$d" --out_dir="$base" --final_eval_seqs=0 "$@"
   fi
   bash experiments/interventions.sh "$base" "$out/d$d" "$@"
 done

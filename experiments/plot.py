@@ -20,14 +20,19 @@ import matplotlib.pyplot as plt
 
 
 def load(path):
+    """evaluate.py's checkpoints, each bucket also holding the paired difference with the reference."""
     with open(path) as f:
-        return json.load(f)["checkpoints"]
+        results = json.load(f)["checkpoints"]
+    for r in results:
+        for b, vb in zip(r["buckets"], r.get("vs_reference", {}).get("buckets", [])):
+            b["vs_reference"], b["se_vs_reference"] = vb["diff"], vb["se_diff"]
+    return results
 
 
 def bucket(r, name):
     """The bucket called `name` ("[16T, 32T)", or "last": the longest one that is whole)."""
     if name == "last":
-        whole = [b for b in r["buckets"] if b["end"] <= r["L"] - 1]
+        whole = [b for b in r["buckets"] if b["end"] <= r["L"]]   # positions run to L - 2
         return whole[-1]
     return next(b for b in r["buckets"] if b["name"] == name)
 
