@@ -18,6 +18,7 @@ from dataclasses import asdict
 import torch
 
 import data
+import tasks
 from configurator import configure
 from interventions import make_sampler
 from model import LM, ModelConfig
@@ -38,6 +39,7 @@ tokenizer = "bytes"            # "bytes", a tiktoken encoding, "gpt-neox", or a 
 data_dir = "data"
 batch_size = 128
 block_size = 16                # T, the training context (the shipped baseline's)
+task = ""                      # "": the corpus; "copy", "passkey", "babi" (qa1-qa3), "qa1"...: tasks.py's samples
 # model, for init_from = "scratch" (ModelConfig's other fields keep mamba_ssm's / fla's defaults)
 arch = "mamba2"                # "mamba2" or "gla"
 n_layer = 2
@@ -85,6 +87,9 @@ stream = (data.StreamSampler(dataset, batch_size, block_size, data_gen) if inter
 
 def get_batch(split):
     """x, y (B, T) and reset (B,) bool: True where a row starts afresh (always, outside TBTT)."""
+    if task:  # sec. 5's tasks, loss on the answers only; TBTT continues each row from its previous sample
+        x, y = tasks.get_batch(task, split, batch_size, block_size, data_gen, dataset, device)
+        return x, y, torch.full((batch_size,), intervention != "tbtt", device=device)
     if stream is not None and split == "train":
         return stream.next(device)
     x, y = data.get_batch(dataset, split, batch_size, block_size, data_gen, device)
@@ -163,7 +168,8 @@ def estimate_loss():
     for split in ("train", "val"):
         losses = []
         for _ in range(eval_iters):
-            x, y = data.get_batch(dataset, split, batch_size, block_size, gen, device)
+            x, y = (tasks.get_batch(task, split, batch_size, block_size, gen, dataset, device) if task
+                    else data.get_batch(dataset, split, batch_size, block_size, gen, device))
             with autocast:
                 losses.append(model(x, y)[1].item())
         out[split] = sum(losses) / len(losses)
