@@ -40,8 +40,8 @@ checkpoints = ""         # comma-separated train.py out_dirs
 labels = ""              # comma-separated, one per checkpoint; "": each run's intervention
 out_dir = "eval-tasks"
 n_examples = 100         # prompts per cell (per copy length; per context length x depth)
-lengths = ()             # e.g. --lengths=256,1024 (one: --lengths=256,); (): copy: T/4, T/2, T, 3T/2 (the longest trained copy is
-                         # T/2, so 3T/2 is the paper's 3x); passkey: T..16T; qa*: 0 (facts only), T..16T
+lengths = ()             # e.g. --lengths=256,1024 (one: --lengths=256,); (): copy: L/2, L, 2L, 3L, L = copy_max(T)
+                         # the longest trained copy (3L: the paper's 3x); passkey: T..16T; qa*: 0 (facts only), T..16T
 depths = (0.0, 0.25, 0.5, 0.75, 1.0)   # passkey: where the key sits in the filler (0: first, 1: last)
 corpus = ""              # the filler's corpus (its val split); "": the first checkpoint's
 seed = 0
@@ -54,19 +54,26 @@ if __name__ == "__main__":
 
 TASKS = ("copy", "passkey", "qa1", "qa2", "qa3")   # and, to train on, "babi": qa1-qa3 mixed
 
-# Copying: the symbols are the byte ids of "a", "b", ...; "|" separates the string from its copy.
-FIRST_SYMBOL, SEPARATOR = ord("a"), ord("|")
+# Copying: the symbols are the byte ids of "a", "b", ...; a new line starts an example (so that a model
+# whose state carries an earlier example, under State Passing, sees where this one begins, as Jelassi et
+# al.'s start token), "|" separates the string from its copy.
+FIRST_SYMBOL, START, SEPARATOR = ord("a"), ord("\n"), ord("|")
 ALPHABET_SIZE = 16
 
 
 def copy_example(length, rng, alphabet_size=ALPHABET_SIZE):
-    """A random string of `length` symbols, the separator, the same string again.
-    -> ids (2 length + 1,) int64; target_mask (2 length + 1,) bool, True on the copy only."""
+    """The start symbol, a random string of `length` symbols, the separator, the same string again.
+    -> ids (2 length + 2,) int64; target_mask (2 length + 2,) bool, True on the copy only."""
     if not 1 <= alphabet_size <= 26:
         raise ValueError(f"alphabet_size = {alphabet_size}: use 1..26 (the letters a-z)")
     s = FIRST_SYMBOL + rng.integers(0, alphabet_size, length)
-    ids = np.concatenate([s, [SEPARATOR], s]).astype(np.int64)
-    return ids, np.arange(2 * length + 1) > length
+    ids = np.concatenate([[START], s, [SEPARATOR], s]).astype(np.int64)
+    return ids, np.arange(2 * length + 2) > length + 1
+
+
+def copy_max(T):
+    """The longest copy that a training context of T tokens holds: 2 L + 1 inputs <= T."""
+    return (T - 1) // 2
 
 
 def score_copy(generated, source):
@@ -214,16 +221,17 @@ def _tokenizer(name):
 
 def get_batch(task, split, batch_size, block_size, generator, dataset, device="cpu"):
     """Task samples -> x, y (B, T'), y = -1 except on the targets (the loss ignores -1). copy: one copy
-    length per batch, uniform in [T/4, T/2], so T' = 2 * length <= T; passkey, qa*, babi: T' = T, prompts of
+    length per batch, uniform in [L/2, L], L = copy_max(T), so T' = 2 length + 1 <= T; passkey, qa*, babi:
+    T' = T, prompts of
     about T tokens with the filler from `split` of `dataset` (data.Data), the answer, filler after it."""
     if task not in TASKS + ("babi",):
         raise ValueError(f"task = {task!r}: use one of {', '.join(TASKS)}, babi (qa1-qa3 mixed), or '' "
                          f"(the corpus)")
     rng = np.random.default_rng(torch.randint(2**62, (1,), generator=generator).item())
     if task == "copy":
-        if block_size < 8:
-            raise ValueError(f"block_size = {block_size}: copying needs >= 8 (copy lengths T/4..T/2)")
-        L = int(rng.integers(block_size // 4, block_size // 2 + 1))
+        if block_size < 5:
+            raise ValueError(f"block_size = {block_size}: copying needs >= 5 (copy lengths 1..(T - 1) // 2)")
+        L = int(rng.integers(copy_max(block_size) // 2, copy_max(block_size) + 1))
         ids, mask = zip(*(copy_example(L, rng) for _ in range(batch_size)))
         ids, mask = np.stack(ids), np.stack(mask)
         y = np.where(mask[:, 1:], ids[:, 1:], -1)
@@ -274,7 +282,7 @@ def eval_copy(model, lengths, n, rng, device="cpu", ctx=None):
     result = {}
     for L in lengths:
         ids = np.stack([copy_example(L, rng)[0] for _ in range(n)])
-        result[L] = score_copy(generate(model, list(ids[:, :L + 1]), L, device, ctx), ids[:, L + 1:])
+        result[L] = score_copy(generate(model, list(ids[:, :L + 2]), L, device, ctx), ids[:, L + 2:])
     return result
 
 
@@ -289,7 +297,8 @@ def run_checkpoint(model, T, tok, filler, rng, device, ctx):
     """The task's scores for one model: copy: {"char", "string"} (lengths,); passkey: {"acc"} (depths,
     lengths); qa*: {"acc"} (lengths,). Also the lengths (and depths) used."""
     if task == "copy":
-        Ls = list(lengths) or [T // 4, T // 2, T, 3 * T // 2]
+        L = copy_max(T)
+        Ls = list(lengths) or [L // 2, L, 2 * L, 3 * L]
         r = eval_copy(model, Ls, n_examples, rng, device, ctx)
         return dict(lengths=Ls, char=[r[L][0].mean() for L in Ls], string=[r[L][1].mean() for L in Ls])
     Ls = list(lengths) or [0] * (task != "passkey") + [T * 2**i for i in range(5)]
@@ -335,7 +344,7 @@ def plot(groups, T, path):
             ax.set_xticks(x, first["lengths"])
             ax.set_ylim(-0.02, 1.02)
             what = {"char": "character accuracy", "string": "whole-string accuracy", "acc": "accuracy"}[key]
-            ax.set(ylabel=what, xlabel="copy length (longest trained: T/2 = %d)" % (T // 2) if task == "copy"
+            ax.set(ylabel=what, xlabel=f"copy length (longest trained: {copy_max(T)})" if task == "copy"
                    else f"prompt length in tokens (T = {T}; 0: the facts alone)", title=f"{task}: {what}")
             ax.legend(fontsize=8)
     fig.tight_layout()
@@ -369,7 +378,7 @@ if __name__ == "__main__":
         g["mean"], g["std"] = {k: v[0] for k, v in s.items()}, {k: v[1] for k, v in s.items()}
     if task == "copy":    # table 1: accuracies at the longest evaluated length (3x the longest trained)
         L = groups[given[0]]["runs"][0]["lengths"][-1]
-        print(f"\ncopying at length {L} (trained on {T // 4}-{T // 2}), mean +- std over seeds")
+        print(f"\ncopying at length {L} (trained on {copy_max(T) // 2}-{copy_max(T)}), mean +- std over seeds")
         print("| setting | seeds | character accuracy | whole-string accuracy |\n|---|---|---|---|")
         for label, g in groups.items():
             print(f"| {label} | {len(g['runs'])} | {g['mean']['char'][-1]:.3f} +- {g['std']['char'][-1]:.3f} "

@@ -31,11 +31,11 @@ def test_copy_example_repeats_the_string_after_the_separator():
     rng = np.random.default_rng(0)
     for length in (1, 5, 40):
         ids, mask = tasks.copy_example(length, rng, alphabet_size=4)
-        assert ids.shape == mask.shape == (2 * length + 1,)
-        assert ids[length] == ord("|")
-        assert (ids[length + 1:] == ids[:length]).all()                    # the copy is the source
-        assert mask.sum() == length and mask[length + 1:].all()            # the target is the copy only
-        assert set(ids[:length]) <= set(range(ord("a"), ord("a") + 4))
+        assert ids.shape == mask.shape == (2 * length + 2,)
+        assert ids[0] == ord("\n") and ids[length + 1] == ord("|")
+        assert (ids[length + 2:] == ids[1:length + 1]).all()               # the copy is the source
+        assert mask.sum() == length and mask[length + 2:].all()            # the target is the copy only
+        assert set(ids[1:length + 1]) <= set(range(ord("a"), ord("a") + 4))
     with pytest.raises(ValueError, match="alphabet_size"):
         tasks.copy_example(5, rng, alphabet_size=0)
 
@@ -155,7 +155,7 @@ def test_babi_answers_follow_from_the_facts(filler, task):
 @pytest.mark.parametrize("task", ["copy", "passkey", "babi"])
 def test_get_batch_targets_are_the_answers_only(filler, task):
     dataset = SimpleNamespace(train=filler, val=filler, meta={"tokenizer": "bytes"})
-    T = 16 if task == "copy" else 256
+    T = 17 if task == "copy" else 256
     x, y = tasks.get_batch(task, "train", 6, T, torch.Generator().manual_seed(0), dataset)
     assert x.shape == y.shape and x.shape[1] <= T
     for row_x, row_y in zip(x.tolist(), y.tolist()):
@@ -165,7 +165,7 @@ def test_get_batch_targets_are_the_answers_only(filler, task):
         answer, prompt = TOK.decode([row_y[t] for t in on]), TOK.decode(row_x[:on[0] + 1])
         if task == "copy":
             L = len(on)
-            assert T // 4 <= L <= T // 2 and row_x[:L] == [row_y[t] for t in on]
+            assert (T - 1) // 4 <= L <= (T - 1) // 2 and row_x[1:L + 1] == [row_y[t] for t in on]
         elif task == "passkey":
             assert prompt.endswith("The pass key is") and answer == " " + re.search(r"is (\d{5})\.", prompt)[1]
         else:
@@ -194,7 +194,7 @@ def run_script(script, args):
         sys.argv = argv
 
 
-@pytest.mark.parametrize("task, eval_task, T, intervention", [("copy", "copy", 16, "state_passing"),
+@pytest.mark.parametrize("task, eval_task, T, intervention", [("copy", "copy", 17, "state_passing"),
                                                               ("passkey", "passkey", 256, "fitted_noise"),
                                                               ("babi", "qa2", 256, "tbtt")])
 def test_end_to_end(corpus, tmp_path, capsys, task, eval_task, T, intervention):
