@@ -15,7 +15,8 @@ loss covers the answer only), evaluation through this file:
 
 Checkpoints sharing a label (by default their intervention) are seeds of one setting: their scores are
 averaged, with the standard deviation across seeds. Greedy decoding throughout; a prompt's answer is
-right when the first word generated is the answer exactly. Writes results.json and a figure to out_dir.
+right when the first word generated is the answer exactly. Writes <task>.json and <task>.png to out_dir.
+tasks.sh runs a whole experiment (every setting and seed, then this evaluation) in one command.
 
 Filler: training draws it from the corpus's train split, evaluation from its val split, so that the model
 is scored on text it never saw and cannot have memorised the haystack around the facts.
@@ -23,6 +24,7 @@ is scored on text it never saw and cannot have memorised the haystack around the
 import functools
 import json
 import os
+from contextlib import nullcontext
 
 import matplotlib
 matplotlib.use("Agg")
@@ -40,8 +42,8 @@ checkpoints = ""         # comma-separated train.py out_dirs
 labels = ""              # comma-separated, one per checkpoint; "": each run's intervention
 out_dir = "eval-tasks"
 n_examples = 100         # prompts per cell (per copy length; per context length x depth)
-lengths = ()             # e.g. --lengths=256,1024 (one: --lengths=256,); (): copy: L/2, L, 2L, 3L, L = copy_max(T)
-                         # the longest trained copy (3L: the paper's 3x); passkey: T..16T; qa*: 0 (facts only), T..16T
+lengths = ()             # e.g. --lengths=256,1024 (one: --lengths=256,). (): copy: L/2, L, 2L, 3L with L the
+                         # longest trained copy (3L: the paper's 3x); passkey: T..16T; qa*: 0 (the facts alone), T..16T
 depths = (0.0, 0.25, 0.5, 0.75, 1.0)   # passkey: where the key sits in the filler (0: first, 1: last)
 corpus = ""              # the filler's corpus (its val split); "": the first checkpoint's
 seed = 0
@@ -104,14 +106,12 @@ def _filler(n, tokenizer, rng, filler):
     return np.asarray(tokens[start:start + n], dtype=np.int64)
 
 
-def _scatter(pieces, n_tokens, tokenizer, rng, filler, head=(), tail=()):
-    """head, then filler with `pieces` (lists of ids) inserted in order at random points, then tail:
-    exactly n_tokens ids, or head + pieces + tail alone when they do not leave room for filler."""
-    F = n_tokens - len(head) - len(tail) - sum(len(p) for p in pieces)
-    F = max(F, 0)
+def _scatter(pieces, n_tokens, tokenizer, rng, filler, tail):
+    """Filler with `pieces` (lists of ids) inserted in order at random points, then `tail`: exactly
+    n_tokens ids, or the pieces and the tail alone when they leave no room for filler."""
+    F = max(0, n_tokens - len(tail) - sum(len(p) for p in pieces))
     cuts = np.sort(rng.integers(0, F + 1, len(pieces)))
-    hay = _filler(F, tokenizer, rng, filler)
-    out, prev = [np.asarray(head, dtype=np.int64)], 0
+    hay, out, prev = _filler(F, tokenizer, rng, filler), [], 0
     for cut, piece in zip(cuts, pieces):
         out += [hay[prev:cut], np.asarray(piece, dtype=np.int64)]
         prev = cut
@@ -156,15 +156,14 @@ DROP = ("dropped", "discarded", "put down", "left")
 N_FACTS = {"qa1": 4, "qa2": 5, "qa3": 5}   # facts per story: with bytes, <= 226 tokens with the question
 
 
-def babi_story(task, rng, n_facts=None):
-    """A story of n_facts sentences and a question whose answer follows from 1 (qa1), 2 (qa2: who took
+def babi_story(task, rng):
+    """A story of N_FACTS[task] sentences and a question whose answer follows from 1 (qa1), 2 (qa2: who took
     the object, where they went) or 3 (qa3) of them. -> (facts: list of str, question, answer)."""
     if task not in N_FACTS:
         raise ValueError(f"task {task!r}: the bAbI tasks here are qa1, qa2, qa3")
-    n_facts = n_facts or N_FACTS[task]
     while True:                                       # redraw until the question has an answer
         where, holder, trail, facts = {}, {}, {o: [] for o in OBJECTS}, []
-        for _ in range(n_facts):
+        for _ in range(N_FACTS[task]):
             a = ACTORS[rng.integers(len(ACTORS))]
             mine = [o for o in OBJECTS if holder.get(o) == a]
             free = [o for o in OBJECTS if o not in holder and a in where
@@ -200,14 +199,14 @@ def babi_story(task, rng, n_facts=None):
             return facts, f"Where was the {o} before the {trail[o][-1]}?", trail[o][-2]
 
 
-def babi_example(task, n_tokens, tokenizer, rng, filler=None, n_facts=None):
+def babi_example(task, n_tokens, tokenizer, rng, filler=None):
     """A bAbI story's facts, each on its own line, scattered in order through filler up to n_tokens
     tokens (none where the facts alone are longer), then "Question: ...?" and "Answer:".
     -> prompt_ids (max(n_tokens, facts + question),) int64, answer: a place."""
-    facts, question, answer = babi_story(task, rng, n_facts)
+    facts, question, answer = babi_story(task, rng)
     pieces = [tokenizer.encode(f"\n{f}\n") for f in facts]
     return _scatter(pieces, n_tokens, tokenizer, rng, filler,
-                    tail=tokenizer.encode(f"\nQuestion: {question}\nAnswer:")), answer
+                    tokenizer.encode(f"\nQuestion: {question}\nAnswer:")), answer
 
 
 # -----------------------------------------------------------------------------------------------
@@ -238,7 +237,7 @@ def get_batch(task, split, batch_size, block_size, generator, dataset, device="c
         return torch.from_numpy(ids[:, :-1]).to(device), torch.from_numpy(y).to(device)
     tok, filler = _tokenizer(dataset.meta["tokenizer"]), getattr(dataset, split)
     x, y = np.zeros((batch_size, block_size + 1), np.int64), np.full((batch_size, block_size), -1)
-    n = block_size + 1 - len(tok.encode(" bathroom"))   # room for the longest answer (" 12345" is shorter)
+    n = block_size + 1 - len(tok.encode(" bathroom\n"))   # room for the longest answer (" 12345\n" is shorter)
     for b in range(batch_size):
         if task == "passkey":
             prompt, answer = passkey_example(n, rng.random(), tok, rng, filler)
@@ -248,7 +247,7 @@ def get_batch(task, split, batch_size, block_size, generator, dataset, device="c
         if len(prompt) > n:
             raise ValueError(f"a {task} prompt takes {len(prompt)} tokens, block_size = {block_size} "
                              f"leaves {n}: raise block_size")
-        answer = tok.encode(" " + answer)
+        answer = tok.encode(f" {answer}\n")        # the newline: where the answer ends
         row = np.concatenate([prompt, answer, _filler(block_size + 1 - len(prompt) - len(answer), tok,
                                                       rng, filler)])
         x[b] = row
@@ -272,7 +271,7 @@ def generate(model, prompts, max_new, device="cpu", ctx=None, batch_size=32):
         for k in range(0, len(idx), batch_size):
             rows = idx[k:k + batch_size]
             x = torch.from_numpy(np.stack([prompts[i] for i in rows])).to(device)
-            with ctx or torch.autocast(device.split(":")[0], enabled=False):
+            with ctx or nullcontext():
                 out[rows] = model.generate(x, max_new)[:, n:].cpu().numpy()
     return out
 
@@ -288,8 +287,8 @@ def eval_copy(model, lengths, n, rng, device="cpu", ctx=None):
 
 def eval_answers(model, examples, tokenizer, device="cpu", ctx=None):
     """examples: [(prompt_ids, answer)] -> (len(examples),) bool, the answers right."""
-    longest = max(len(tokenizer.encode(" " + a)) for _, a in examples)
-    gen = generate(model, [p for p, _ in examples], longest + 2, device, ctx)
+    longest = max(len(tokenizer.encode(f" {a}\n")) for _, a in examples)
+    gen = generate(model, [p for p, _ in examples], longest, device, ctx)
     return np.array([score_answer(tokenizer.decode(g), a) for g, (_, a) in zip(gen, examples)])
 
 
@@ -302,14 +301,15 @@ def run_checkpoint(model, T, tok, filler, rng, device, ctx):
         r = eval_copy(model, Ls, n_examples, rng, device, ctx)
         return dict(lengths=Ls, char=[r[L][0].mean() for L in Ls], string=[r[L][1].mean() for L in Ls])
     Ls = list(lengths) or [0] * (task != "passkey") + [T * 2**i for i in range(5)]
-    if task == "passkey":
-        ds = list(depths)
-        acc = [[eval_answers(model, [passkey_example(L, d, tok, rng, filler) for _ in range(n_examples)], tok,
-                             device, ctx).mean() for L in Ls] for d in ds]
-        return dict(lengths=Ls, depths=ds, acc=acc)
-    acc = [eval_answers(model, [babi_example(task, L, tok, rng, filler) for _ in range(n_examples)], tok, device,
-                        ctx).mean() for L in Ls]
-    return dict(lengths=Ls, acc=acc)
+    ds = list(depths) if task == "passkey" else [None]
+    acc = np.zeros((len(ds), len(Ls)))
+    for j, L in enumerate(Ls):
+        for i, d in enumerate(ds):
+            examples = [passkey_example(L, d, tok, rng, filler) if task == "passkey"
+                        else babi_example(task, L, tok, rng, filler) for _ in range(n_examples)]
+            acc[i, j] = eval_answers(model, examples, tok, device, ctx).mean()
+        print(f"  {L} tokens: accuracy {np.round(acc[:, j], 2).tolist()}", flush=True)
+    return dict(lengths=Ls, depths=ds, acc=acc) if task == "passkey" else dict(lengths=Ls, acc=acc[0])
 
 
 def summarise(runs):

@@ -167,9 +167,9 @@ def test_get_batch_targets_are_the_answers_only(filler, task):
             L = len(on)
             assert (T - 1) // 4 <= L <= (T - 1) // 2 and row_x[1:L + 1] == [row_y[t] for t in on]
         elif task == "passkey":
-            assert prompt.endswith("The pass key is") and answer == " " + re.search(r"is (\d{5})\.", prompt)[1]
+            assert prompt.endswith("The pass key is") and answer == " " + re.search(r"is (\d{5})\.", prompt)[1] + "\n"
         else:
-            assert answer == " " + simulate(prompt.split("\n"))[0]
+            assert answer == " " + simulate(prompt.split("\n"))[0] + "\n"
     with pytest.raises(ValueError, match="raise block_size"):
         tasks.get_batch("qa3", "train", 2, 64, torch.Generator(), dataset)
     with pytest.raises(ValueError, match="task"):
