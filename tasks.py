@@ -340,7 +340,7 @@ def plot(groups, T, path):
         for ax, key in zip(axes[0], panels):
             for label, g in groups.items():
                 ax.errorbar(x, g["mean"][key], g["std"][key], marker="o", capsize=3,
-                            label=f"{label} ({len(g['runs'])} seeds)")
+                            label=f"{label} (seeds: {len(g['runs'])})")
             ax.set_xticks(x, first["lengths"])
             ax.set_ylim(-0.02, 1.02)
             what = {"char": "character accuracy", "string": "whole-string accuracy", "acc": "accuracy"}[key]

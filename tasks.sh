@@ -4,8 +4,9 @@
 #   ./tasks.sh copy      table 1: zero vs State Passing from scratch, 3 seeds      -> eval-tasks/copy.*
 #   ./tasks.sh passkey   fig. 7: standard fine-tuning vs fitted noise, heatmaps     -> eval-tasks/passkey.*
 #   ./tasks.sh babi      fig. 6: zero vs State Passing vs TBTT, qa1-qa3             -> eval-tasks/qa{1,2,3}.*
-# SEEDS="1 2 3" (the default) sets the seeds. Further flags go to train.py and tasks.py alike: only the
-# ones both know (--threads=1 on a shared CPU, --device=cuda). A finished run (out-tasks/*/done) is kept.
+# SEEDS="1 2 3" (the default) sets the seeds, TRAIN_FLAGS="--max_iters=..." adds flags to train.py alone.
+# Further arguments go to train.py and tasks.py alike: only the ones both know (--threads=1 on a shared
+# CPU, --device=cuda). A finished run (out-tasks/*/done) is kept; delete out-tasks/ to start over.
 set -e
 task=$1; shift || true
 seeds=${SEEDS:-"1 2 3"}
@@ -14,7 +15,7 @@ train() {  # train <config name> <intervention> <seed> [flags]: into out-tasks/<
   local out=out-tasks/$1-$2-$3
   if [ ! -f $out/done ]; then
     echo "== training $out"
-    python train.py config/task_$1.py --intervention=$2 --seed=$3 --out_dir=$out "${@:4}"
+    python train.py config/task_$1.py --intervention=$2 --seed=$3 --out_dir=$out $TRAIN_FLAGS "${@:4}"
     touch $out/done
   fi
   runs="$runs,$out"
