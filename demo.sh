@@ -14,6 +14,5 @@ python train.py config/post_control.py --overwrite=True
 python train.py config/post_state_passing.py --overwrite=True
 runs=assets/baseline,out-control,out-state_passing
 names="baseline,control (300 zero-state steps),state passing (300 steps)"
-python evaluate.py --checkpoints=$runs --labels="$names" --seq_len=2048 --reference=out-control \
-  --out_dir=eval-demo
+python evaluate.py --checkpoints=$runs --labels="$names" --seq_len=2048 --reference=out-control --out_dir=eval-demo
 python effrem.py --checkpoints=$runs --labels="$names" --out_dir=eval-demo

@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import data
 import rundir
+import tasks
 from configurator import configure
 from interventions import make_sampler
 from model import LM, ModelConfig
@@ -42,7 +43,7 @@ eval_interval = 100            # steps between validation losses and checkpoints
 eval_iters = 20                # batches per validation loss
 log_interval = 20              # steps between lines of the training log
 final_eval_seqs = 64           # at the end, the excess loss beyond T on this many held-out sequences of
-                               # 32 T tokens (evaluate.py's measure); 0 skips it
+                               # 32 T tokens (evaluate.py's measure); 0 skips it, and so does a task
 # data
 corpus = "stdlib"              # "stdlib" (needs no download), or a .txt/.jsonl file or folder
 tokenizer = "bytes"            # "bytes", a tiktoken encoding, "gpt-neox", or a tokenizer.json path
@@ -50,6 +51,7 @@ data_dir = "data"              # where the corpus is tokenized once
 batch_size = 128               # sequences per micro-batch
 block_size = 16                # T, the training context (the shipped baseline's); even
 gradient_accumulation_steps = 1  # micro-batches per step, over all processes (nanoGPT's meaning)
+task = ""                      # "": the corpus; "copy", "passkey", "babi" (qa1-qa3), "qa1"...: tasks.py's samples
 # model, for init_from = "scratch" (ModelConfig's other fields keep mamba_ssm's / fla's defaults)
 arch = "mamba2"                # "mamba2" or "gla"
 n_layer = 2                    # blocks
@@ -89,7 +91,7 @@ model_args = dict(arch=arch, n_layer=n_layer, d_model=d_model, d_state=d_state, 
                   dt_min=dt_min, dt_max=dt_max, num_heads=num_heads, scan_backend=scan_backend)
 rules = [
     ("batch_size", batch_size >= 1, "at least 1"),
-    ("block_size", block_size >= 2 and block_size % 2 == 0, "even and at least 2: the evaluation reads "
+    ("block_size", block_size >= 2 and (block_size % 2 == 0 or task), "even and at least 2: the evaluation reads "
      "the context in halves of T/2 (evaluate.py)"),
     ("gradient_accumulation_steps", gradient_accumulation_steps >= 1 and gradient_accumulation_steps % world == 0,
      f"a multiple of the {world} processes: it counts the micro-batches of all of them"),
@@ -98,6 +100,7 @@ rules = [
     ("eval_iters", eval_iters >= 1, "at least 1"),
     ("log_interval", log_interval >= 1, "at least 1"),
     ("final_eval_seqs", final_eval_seqs >= 0, "0 (none) or more"),
+    ("task", task in ("", "babi") + tasks.TASKS, f"'' (the corpus), babi, or one of {', '.join(tasks.TASKS)}"),
     ("intervention", intervention in ("zero", "random_noise", "fitted_noise", "state_passing", "tbtt"),
      "one of zero, random_noise, fitted_noise, state_passing, tbtt"),
     ("noise_std", noise_std >= 0, "0 or more"),
@@ -172,7 +175,7 @@ if not master:
 dataset = data.load(data.prepare(corpus, tokenizer, data_dir))
 if ddp and master:
     dist.barrier()
-if final_eval_seqs:                                 # drawn now: a corpus without long documents fails now
+if final_eval_seqs and not task:                    # drawn now: a corpus without long documents fails now
     try:
         eval_seqs = data.eval_sequences(dataset, final_eval_seqs, 32 * block_size, seed)
     except ValueError as e:
@@ -185,7 +188,10 @@ def get_batch():
     """This process's rows of the step's batch: x, y (micro_steps * B, T) and reset (micro_steps * B,) bool,
     True where a row starts afresh (always, outside TBTT). However the step is split among processes and
     micro-batches, it trains on the same B_step sequences."""
-    if stream is not None:
+    if task:  # sec. 5's tasks, loss on the answers only; TBTT continues each row from its previous sample
+        x, y = tasks.get_batch(task, "train", B_step, block_size, data_gen, dataset)
+        reset = torch.full((B_step,), intervention != "tbtt")
+    elif stream is not None:
         x, y, reset = stream.next()
     else:
         x, y = data.get_batch(dataset, "train", B_step, block_size, data_gen)
@@ -281,7 +287,8 @@ def estimate_loss():
     for split in ("train", "val"):
         losses = []
         for _ in range(eval_iters):
-            x, y = data.get_batch(dataset, split, batch_size, block_size, gen, device)
+            x, y = (tasks.get_batch(task, split, batch_size, block_size, gen, dataset, device) if task
+                    else data.get_batch(dataset, split, batch_size, block_size, gen, device))
             with autocast:
                 losses.append(raw_model(x, y)[1].item())
         out[split] = sum(losses) / len(losses)
@@ -417,7 +424,7 @@ if stopping:
 # Does the model length-generalize? evaluate.py's measure, on a few held-out sequences 32 times longer
 # than T: the loss of every token with its full context minus with the context cut to T/2..T tokens
 # (> 0 where the context beyond T hurts). `python evaluate.py --checkpoints=...` gives the whole picture.
-if final_eval_seqs and master:
+if final_eval_seqs and master and not task:   # a task's own measure is tasks.py's
     import evaluate
     raw_model.eval()
     result = evaluate.evaluate_checkpoint(raw_model, *eval_seqs, block_size, ctx=autocast, device=device,

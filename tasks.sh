@@ -1,0 +1,39 @@
+#!/bin/bash
+# The paper's long-context tasks (sec. 5), one command each: trains every setting and seed with
+# train.py and its config/task_*.py, then scores them with tasks.py (tables, figures, JSON).
+#   ./tasks.sh copy      table 1: zero vs State Passing from scratch, 3 seeds      -> eval-tasks/copy.*
+#   ./tasks.sh passkey   fig. 7: standard fine-tuning vs fitted noise, heatmaps     -> eval-tasks/passkey.*
+#   ./tasks.sh babi      fig. 6: zero vs State Passing vs TBTT, qa1-qa3             -> eval-tasks/qa{1,2,3}.*
+# SEEDS="1 2 3" (the default) sets the seeds, TRAIN_FLAGS="--max_iters=..." adds flags to train.py alone.
+# Further arguments go to train.py and tasks.py alike: only the ones both know (--threads=1 on a shared
+# CPU, --device=cuda). A finished run (out-tasks/*/done) is kept; delete out-tasks/ to start over.
+set -e
+task=$1; shift || true
+seeds=${SEEDS:-"1 2 3"}
+
+train() {  # train <config name> <intervention> <seed> [flags]: into out-tasks/<name>-<intervention>-<seed>
+  local out=out-tasks/$1-$2-$3
+  if [ ! -f $out/done ]; then
+    echo "== training $out"
+    python train.py config/task_$1.py --intervention=$2 --seed=$3 --out_dir=$out $TRAIN_FLAGS "${@:4}"
+    touch $out/done
+  fi
+  runs="$runs,$out"
+}
+
+case $task in
+  copy)    settings="zero state_passing" ;;
+  passkey) settings="zero fitted_noise" ;;
+  babi)    settings="zero state_passing tbtt" ;;
+  *) echo "usage: ./tasks.sh copy|passkey|babi [--threads=1] [--device=cuda]"; exit 1 ;;
+esac
+runs=""
+for seed in $seeds; do
+  for s in $settings; do train $task $s $seed "$@"; done
+done
+runs=${runs#,}
+if [ $task = babi ]; then
+  for qa in qa1 qa2 qa3; do python tasks.py --task=$qa --checkpoints=$runs --n_examples=50 --out_dir=eval-tasks "$@"; done
+else
+  python tasks.py --task=$task --checkpoints=$runs --out_dir=eval-tasks --n_examples=$([ $task = copy ] && echo 100 || echo 20) "$@"
+fi
