@@ -158,10 +158,14 @@ def _read_state_kernel(A, y, x, G, S, out, T, H, K, V, Kg, N, C: tl.constexpr, B
     b, h = bh // H, bh % H
     rows = tl.arange(0, C)
     t, dv = n * C + rows, i * BV + tl.arange(0, BV)
-    A_n = tl.load(A + ((bh * N + n) * C + rows[:, None]) * C + rows[None, :])
-    if BACKWARD:
-        A_n = tl.trans(A_n)
-    acc = tl.dot(A_n, _load_rows(y, b, h, t, dv, T, H, V), input_precision=PREC)
+    acc = tl.zeros((C, BV), dtype=tl.float32)
+    for s0 in tl.static_range(0, C, 16):          # A (or A^T) 16 columns at a time, read from memory
+        s = s0 + tl.arange(0, 16)
+        if BACKWARD:
+            A_s = tl.load(A + ((bh * N + n) * C + s[None, :]) * C + rows[:, None])   # A^T[t, s] = A[s, t]
+        else:
+            A_s = tl.load(A + ((bh * N + n) * C + rows[:, None]) * C + s[None, :])
+        acc += tl.dot(A_s, _load_rows(y, b, h, n * C + s, dv, T, H, V), input_precision=PREC)
     for k0 in range(0, K, BK):
         dk = k0 + tl.arange(0, BK)
         G_t = _load_G(G, b, h, t, dk, N * C, H, Kg)
@@ -177,42 +181,40 @@ def _read_state_kernel(A, y, x, G, S, out, T, H, K, V, Kg, N, C: tl.constexpr, B
 
 
 @triton.jit
-def _dqk_kernel(q, k, v, do, G, S, D, dq, dk, dA, T, H, K, V, Kg, N, C: tl.constexpr, BK: tl.constexpr,
+def _dqk_kernel(q, k, v, do, G, S, D, dA, dq, dk, T, H, K, V, Kg, N, C: tl.constexpr, BK: tl.constexpr,
                 BV: tl.constexpr, PER_CHANNEL: tl.constexpr, PREC: tl.constexpr):
-    """Step 3' and the state's share of dq, dk. Program (tile of K, n, b*H + h).
+    """The states' share of dq and dk; for one decay per head also the share of dA (step 3').
+    Program (tile of K, n, b*H + h).
 
-    Over V in BV steps reads do, v (C, BV) and the (BK, BV) tiles of S_n and D_n, and sums
-    dA = do v^T (C, C), do S_n^T and v D_n^T (C, BK). Then dq = (do S_n^T) * exp(G) and
-    dk = (v D_n^T) * exp(G_last - G), plus, for one decay per head, dA * L times k and q (SSD's
-    masked product, transposed). Writes dq, dk (B, T, H, K); for a decay per key channel also
-    dA (B*H, N, C, C), whose share _dqk_intra_kernel adds."""
+    Over V in BV steps reads do, v (C, BV) and the (BK, BV) tiles of S_n and D_n:
+    dq = (do S_n^T) * exp(G), dk = (v D_n^T) * exp(G_last - G). With one decay per head it then
+    reads dA * L (C, C), 16 columns at a time, and adds (dA * L) k and (dA * L)^T q: SSD's masked
+    product, transposed. Writes dq, dk (B, T, H, K) float32 (_dqk_intra_kernel adds the share of
+    dA for a decay per key channel)."""
     i, n, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, h = bh // H, bh % H
     rows = tl.arange(0, C)
     t, d = n * C + rows, i * BK + tl.arange(0, BK)
-    dA_n = tl.zeros((C, C), dtype=tl.float32)
     dq_n = tl.zeros((C, BK), dtype=tl.float32)
     dk_n = tl.zeros((C, BK), dtype=tl.float32)
     for v0 in range(0, V, BV):
         dv = v0 + tl.arange(0, BV)
-        do_t, v_t = _load_rows(do, b, h, t, dv, T, H, V), _load_rows(v, b, h, t, dv, T, H, V)
         off, mask = _state_offsets(bh, n, N, d, dv, K, V)
-        dA_n += tl.dot(do_t, tl.trans(v_t), input_precision=PREC)
-        dq_n += tl.dot(do_t, tl.trans(tl.load(S + off, mask=mask, other=0.0)), input_precision=PREC)
-        dk_n += tl.dot(v_t, tl.trans(tl.load(D + off, mask=mask, other=0.0)), input_precision=PREC)
+        S_n, D_n = tl.load(S + off, mask=mask, other=0.0), tl.load(D + off, mask=mask, other=0.0)
+        dq_n += tl.dot(_load_rows(do, b, h, t, dv, T, H, V), tl.trans(S_n), input_precision=PREC)
+        dk_n += tl.dot(_load_rows(v, b, h, t, dv, T, H, V), tl.trans(D_n), input_precision=PREC)
     G_t = _load_G(G, b, h, t, d, N * C, H, Kg)
     G_last = _load_G(G, b, h, n * C + C - 1 + tl.zeros((1,), tl.int32), d, N * C, H, Kg)
     dq_n *= tl.exp(G_t)
     dk_n *= tl.exp(G_last - G_t)
-    causal = rows[:, None] >= rows[None, :]
-    if PER_CHANNEL:
-        if i == 0:
-            tl.store(dA + ((bh * N + n) * C + rows[:, None]) * C + rows[None, :], tl.where(causal, dA_n, 0.0))
-    else:
-        G_v = tl.load(G + (b * N * C + t) * H + h)                          # one decay per head: Kg = 1
-        dA_n *= tl.exp(tl.where(causal, G_v[:, None] - G_v[None, :], float("-inf")))   # dA * L
-        dq_n += tl.dot(dA_n, _load_rows(k, b, h, t, d, T, H, K), input_precision=PREC)
-        dk_n += tl.dot(tl.trans(dA_n), _load_rows(q, b, h, t, d, T, H, K), input_precision=PREC)
+    if not PER_CHANNEL:
+        dA_n = dA + (bh * N + n) * C * C
+        for s0 in tl.static_range(0, C, 16):
+            s = s0 + tl.arange(0, 16)
+            dAL_ts = tl.load(dA_n + rows[:, None] * C + s[None, :])          # (dA * L)[t, s], s in the block
+            dAL_st = tl.load(dA_n + s[None, :] * C + rows[:, None])          # (dA * L)[t, s]^T, t in the block
+            dq_n += tl.dot(dAL_ts, _load_rows(k, b, h, n * C + s, d, T, H, K), input_precision=PREC)
+            dk_n += tl.dot(dAL_st, _load_rows(q, b, h, n * C + s, d, T, H, K), input_precision=PREC)
     _store_rows(dq, dq_n, b, h, t, d, T, H, K)
     _store_rows(dk, dk_n, b, h, t, d, T, H, K)
 
@@ -260,45 +262,25 @@ def _dqk_intra_kernel(q, k, G, dA, dq, dk, T, H, K, Kg, N, C: tl.constexpr, SUB:
 # ----------------------------------------------------------------------------------------------
 # Launching the kernels
 
-def config(dtype, capability):
-    """Tile sizes and launch settings for inputs of `dtype` on a card of compute `capability`
-    (e.g. (9, 0) for an H100). Every kernel tiles K and V by at most 64 whatever their sizes, so
-    one setting fits every shape; tests/test_compile.py checks it against each card's shared memory.
-    Tiles are float32 in registers; their products use TF32 tensor cores for 16-bit inputs (the
-    inputs carry less precision than TF32 anyway) and full float32 for float32 inputs."""
-    precise = dtype == torch.float32 or capability < (8, 0)       # TF32 needs sm_80
-    return dict(BK=64, BV=32, PREC="ieee" if precise else "tf32", num_warps=8, num_stages=2)
-
-
-def _launch_args(q, v, G, C):
-    """(T, H, K, V, Kg, N) and the (B*H) grid axis, shared by every launch."""
-    B, T, H, K = q.shape
-    return (T, H, K, v.shape[-1], G.shape[-1], G.shape[1] // C), B * H
-
-
-def _tiles(cfg, K, V):
-    """BK, BV for these sizes: cfg's, or smaller for small K, V (16 is the smallest tl.dot)."""
-    return (max(16, min(cfg["BK"], triton.next_power_of_2(K))), max(16, min(cfg["BV"], triton.next_power_of_2(V))))
-
-
-def _forward_states(q, k, v, G, h0, C, cfg):
-    """Steps 3-5: the scores A, the states S_n entering each chunk, and the final state h."""
-    args, BH = _launch_args(q, v, G, C)
-    T, H, K, V, Kg, N = args
-    BK, BV = _tiles(cfg, K, V)
-    run = dict(num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
-    sub = BC if Kg > 1 else C
-    A = torch.empty(BH, N, C, C, dtype=torch.float32, device=q.device)
-    _scores_kernel[(C // sub, N, BH)](q, k, G, A, T, H, K, Kg, N, C=C, SUB=sub, BK=BK,
-                                      PER_CHANNEL=Kg > 1, PREC=cfg["PREC"], **run)
-    n_tiles = triton.cdiv(K, BK) * triton.cdiv(V, BV)
-    S = torch.empty(BH, N, K, V, dtype=torch.float32, device=q.device)
-    _chunk_state_kernel[(n_tiles, N, BH)](k, v, G, S, *args, C=C, BK=BK, BV=BV, TO_END=True, PREC=cfg["PREC"], **run)
-    h = torch.empty(q.shape[0], H, K, V, dtype=torch.float32, device=q.device)
-    # h0 = None: h stands in for the pointer, never read (HAS_INIT=False)
-    _carry_kernel[(n_tiles, 1, BH)](S, G, h if h0 is None else h0, h, H, K, V, Kg, N, C=C, BK=BK, BV=BV,
-                                    HAS_INIT=h0 is not None, REVERSE=False, **run)
-    return A, S, h
+def config(dtype, capability, K, V):
+    """Tiles and launch settings for heads of K x V, `dtype` inputs, a card of compute `capability`
+    ((9, 0) for an H100): dict(BK, BV, PREC, num_warps, num_stages). The tiles do not grow with K, V,
+    so every shape fits; tests/test_compile.py checks each card's shared memory and registers.
+    Tiles are float32 in registers; their products use TF32 tensor cores for 16-bit inputs (which
+    carry less precision than TF32 anyway) and three TF32 products (float32's accuracy) for float32."""
+    fp32 = dtype == torch.float32
+    prec, warps = "tf32x3" if fp32 else "tf32", 8
+    if capability < (8, 0):                   # T4: no TF32, the products run on the CUDA cores
+        BK, BV, prec, warps = 16, 32, "ieee", 4
+    elif capability < (9, 0):                 # A100, L4, RTX 30/40: smaller tiles, or registers spill
+        BK, BV, warps = 32, 16, 8 if fp32 else 4
+    else:
+        BK, BV = (32, 32) if fp32 else (64, 32)
+    BK = max(16, min(BK, triton.next_power_of_2(K)))                      # 16: the smallest tl.dot
+    BV = max(16, min(BV, triton.next_power_of_2(V)))
+    if capability >= (9, 0) and BK * BV < 1024:   # small heads: fewer threads, or ptxas spills
+        warps = 4
+    return dict(BK=BK, BV=BV, PREC=prec, num_warps=warps, num_stages=2)
 
 
 def _chunk_cumsum(g, C):
@@ -311,6 +293,25 @@ def _chunk_cumsum(g, C):
     return g.view(B, Tp // C, C, H, -1).cumsum(2).view(B, Tp, H, -1).contiguous()
 
 
+def _forward_states(q, k, v, G, h0, C, cfg):
+    """Steps 3-5: the scores A, the states S_n entering each chunk, and the final state h."""
+    (B, T, H, K), V, Kg, N = q.shape, v.shape[-1], G.shape[-1], G.shape[1] // C
+    BK, BV, run = cfg["BK"], cfg["BV"], dict(num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    sub = BC if Kg > 1 else C
+    A = torch.empty(B * H, N, C, C, dtype=torch.float32, device=q.device)
+    _scores_kernel[(C // sub, N, B * H)](q, k, G, A, T, H, K, Kg, N, C=C, SUB=sub, BK=BK,
+                                         PER_CHANNEL=Kg > 1, PREC=cfg["PREC"], **run)
+    n_tiles = triton.cdiv(K, BK) * triton.cdiv(V, BV)
+    S = torch.empty(B * H, N, K, V, dtype=torch.float32, device=q.device)
+    _chunk_state_kernel[(n_tiles, N, B * H)](k, v, G, S, T, H, K, V, Kg, N, C=C, BK=BK, BV=BV, TO_END=True,
+                                             PREC=cfg["PREC"], **run)
+    h = torch.empty(B, H, K, V, dtype=torch.float32, device=q.device)
+    # h0 = None: h stands in for the pointer, never read (HAS_INIT=False)
+    _carry_kernel[(n_tiles, 1, B * H)](S, G, h if h0 is None else h0, h, H, K, V, Kg, N, C=C, BK=BK, BV=BV,
+                                       HAS_INIT=h0 is not None, REVERSE=False, **run)
+    return A, S, h
+
+
 class Scan(torch.autograd.Function):
     """scan_chunked's algorithm as the kernels above: apply(q, k, v, g, h0, C, cfg) -> (o, h)."""
 
@@ -318,15 +319,13 @@ class Scan(torch.autograd.Function):
     def forward(ctx, q, k, v, g, h0, C, cfg):
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
         h0 = None if h0 is None else h0.contiguous()
-        G = _chunk_cumsum(g, C)
-        A, S, h = _forward_states(q, k, v, G, h0, C, cfg)
-        args, BH = _launch_args(q, v, G, C)
-        T, H, K, V, Kg, N = args
-        BK, BV = _tiles(cfg, K, V)
-        o = torch.empty_like(v)
-        _read_state_kernel[(triton.cdiv(V, BV), N, BH)](A, v, q, G, S, o, *args, C=C, BK=BK, BV=BV, BACKWARD=False,
-                                                        PREC=cfg["PREC"], num_warps=cfg["num_warps"],
-                                                        num_stages=cfg["num_stages"])
+        G = _chunk_cumsum(g, C)                                            # steps 1-2
+        A, S, h = _forward_states(q, k, v, G, h0, C, cfg)                 # steps 3-5
+        (B, T, H, K), V, Kg, N = q.shape, v.shape[-1], G.shape[-1], G.shape[1] // C
+        o = torch.empty_like(v)                                            # step 6
+        _read_state_kernel[(triton.cdiv(V, cfg["BV"]), N, B * H)](
+            A, v, q, G, S, o, T, H, K, V, Kg, N, C=C, BK=cfg["BK"], BV=cfg["BV"], BACKWARD=False, PREC=cfg["PREC"],
+            num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
         ctx.save_for_backward(q, k, v, g, h0, h)
         ctx.C, ctx.cfg = C, cfg
         return o, h
@@ -338,30 +337,35 @@ class Scan(torch.autograd.Function):
         do = torch.zeros_like(v) if do is None else do.contiguous()
         G = _chunk_cumsum(g, C)
         A, S, _ = _forward_states(q, k, v, G, h0, C, cfg)                 # recomputed, not stored
-        args, BH = _launch_args(q, v, G, C)
-        T, H, K, V, Kg, N = args
-        BK, BV = _tiles(cfg, K, V)
+        (B, T, H, K), V, Kg, N = q.shape, v.shape[-1], G.shape[-1], G.shape[1] // C
+        sizes, tiles = (T, H, K, V, Kg, N), dict(C=C, BK=cfg["BK"], BV=cfg["BV"])
         run = dict(PREC=cfg["PREC"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
-        n_tiles = triton.cdiv(K, BK) * triton.cdiv(V, BV)
-        D = torch.empty_like(S)                                             # W_n, then D_n in place
-        _chunk_state_kernel[(n_tiles, N, BH)](q, do, G, D, *args, C=C, BK=BK, BV=BV, TO_END=False, **run)
+        n_tiles = triton.cdiv(K, cfg["BK"]) * triton.cdiv(V, cfg["BV"])
+        # 4'. W_n = (q * exp(G))^T do, then 5'. D_n, in place of W
+        D = torch.empty_like(S)
+        _chunk_state_kernel[(n_tiles, N, B * H)](q, do, G, D, *sizes, **tiles, TO_END=False, **run)
         dh0 = torch.empty_like(h)
         # dh = None: dh0 stands in for the pointer, never read (HAS_INIT=False)
-        _carry_kernel[(n_tiles, 1, BH)](D, G, dh0 if dh is None else dh.contiguous(), dh0, H, K, V, Kg, N, C=C,
-                                        BK=BK, BV=BV, HAS_INIT=dh is not None, REVERSE=True,
-                                        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+        _carry_kernel[(n_tiles, 1, B * H)](D, G, dh0 if dh is None else dh.contiguous(), dh0, H, K, V, Kg, N,
+                                           **tiles, HAS_INIT=dh is not None, REVERSE=True,
+                                           num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+        # 6'. dv = A^T do + (k * exp(G_last - G)) D_n
         dv = torch.empty_like(v)
-        _read_state_kernel[(triton.cdiv(V, BV), N, BH)](A, do, k, G, D, dv, *args, C=C, BK=BK, BV=BV,
-                                                        BACKWARD=True, **run)
+        _read_state_kernel[(triton.cdiv(V, cfg["BV"]), N, B * H)](A, do, k, G, D, dv, *sizes, **tiles,
+                                                                  BACKWARD=True, **run)
+        # 3'. dA = do v^T for s <= t: the scores of (do, v), with the decays L for one decay per head
+        #     (then dA * L is what dq, dk need), with none for a decay per key channel (G_none = 0).
+        G_none = G if Kg == 1 else torch.zeros(*G.shape[:3], 1, device=G.device)
+        dA = A                                                             # A is no longer needed
+        _scores_kernel[(1, N, B * H)](do, v, G_none, dA, T, H, V, 1, N, C=C, SUB=C, BK=cfg["BK"],
+                                      PER_CHANNEL=False, **run)
         dq = torch.empty(q.shape, dtype=torch.float32, device=q.device)
         dk = torch.empty_like(dq)
-        dA = A if Kg > 1 else None    # A is no longer needed: its memory holds dA
-        # one decay per head: dq stands in for the dA pointer, never used (PER_CHANNEL=False)
-        _dqk_kernel[(triton.cdiv(K, BK), N, BH)](q, k, v, do, G, S, D, dq, dk, dq if dA is None else dA, *args,
-                                                 C=C, BK=BK, BV=BV, PER_CHANNEL=Kg > 1, **run)
+        _dqk_kernel[(triton.cdiv(K, cfg["BK"]), N, B * H)](q, k, v, do, G, S, D, dA, dq, dk, *sizes, **tiles,
+                                                           PER_CHANNEL=Kg > 1, **run)
         if Kg > 1:
-            _dqk_intra_kernel[(triton.cdiv(K, BK) * (C // BC), N, BH)](q, k, G, dA, dq, dk, T, H, K, Kg, N, C=C,
-                                                                        SUB=BC, BK=BK, **run)
+            _dqk_intra_kernel[(triton.cdiv(K, cfg["BK"]) * (C // BC), N, B * H)](
+                q, k, G, dA, dq, dk, T, H, K, Kg, N, C=C, SUB=BC, BK=cfg["BK"], **run)
         # dg: G_t = g_0 + ... + g_t (over the whole sequence) enters only as q_t exp(G_t), k_t exp(-G_t)
         # and exp(G_{T-1}) in the final state, so dL/dG_t = q_t dq_t - k_t dk_t (+ sum_v h dh at
         # t = T-1), and dg is its reverse cumulative sum.
@@ -378,19 +382,21 @@ class Scan(torch.autograd.Function):
 # ----------------------------------------------------------------------------------------------
 # Compiling for a card without one: what tests/test_compile.py and `python bench.py --static` read
 
-def launches(dtype, per_channel, capability):
+def launches(dtype, per_channel, capability, K, V):
     """Every kernel `scan` launches (forward and backward) for `dtype` inputs on a card of this
-    compute capability, at the largest tiles (K, V >= 64): [(name, kernel, signature, constexprs)].
-    The compiled code depends on these constexprs, not on T, H, K, V, which are run-time integers."""
-    cfg = config(dtype, capability)
+    compute capability, for heads of K x V: ([(name, kernel, signature, constexprs)], config). The
+    compiled code depends on K and V only through the tiles BK, BV; T, H, K, V are run-time integers."""
+    cfg = config(dtype, capability, K, V)
     io = {torch.float32: "*fp32", torch.bfloat16: "*bf16", torch.float16: "*fp16"}[dtype]
-    f32, ints = "*fp32", ("T", "H", "K", "V", "Kg", "N")
-    C, BK, BV = 64, cfg["BK"], cfg["BV"]
+    f32, BK, BV, C = "*fp32", cfg["BK"], cfg["BV"], 64
     tiles = dict(C=C, BK=BK, BV=BV, PREC=cfg["PREC"])
     sub = BC if per_channel else C
     kg = {} if per_channel else {"Kg": 1}                 # the JIT specialises an integer 1 as a constant
     found = [("scores", _scores_kernel, dict(q=io, k=io, G=f32, A=f32),
               dict(C=C, SUB=sub, BK=BK, PER_CHANNEL=per_channel, PREC=cfg["PREC"]))]
+    if per_channel:   # for one decay per head, dA * L is computed by the forward's scores kernel
+        found.append(("scores (do, v -> dA)", _scores_kernel, dict(q=io, k=io, G=f32, A=f32),
+                      dict(C=C, SUB=C, BK=BK, PER_CHANNEL=False, PREC=cfg["PREC"], Kg=1)))
     for to_end, x in ((True, "k, v -> U"), (False, "q, do -> W")):
         found.append((f"chunk_state ({x})", _chunk_state_kernel, dict(x=io, y=io, G=f32, U=f32),
                       dict(tiles, TO_END=to_end)))
