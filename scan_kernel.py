@@ -1,8 +1,9 @@
 """
 The recurrence at the heart of every model in the paper, computed three ways.
 
-Mamba-2, GLA, Mamba-1 and RWKV-6 all reduce to one diagonal linear recurrence (paper eq. 1; the
-table in DESIGN.md says how each maps onto it). Per batch row and head, for t = 0 .. T-1:
+Mamba-2, GLA, Mamba-1 and RWKV-6 all reduce to one diagonal linear recurrence (paper eq. 1): each
+model computes its q, k, v and log decay g from its input (Mamba-2: q = C, k = B, v = dt x,
+g = dt A, one decay per head; GLA: a decay per key channel). Per batch row and head, t = 0 .. T-1:
 
     S_t = diag(exp(g_t)) S_{t-1} + k_t v_t^T        (eq. 1a: the state update)
     o_t = S_t^T q_t                                  (eq. 1b: the read-out, after the update)
@@ -22,10 +23,13 @@ The three functions share one signature, (q, k, v, g, h0=None, ...) -> (o, h):
     scan_ref      the definition: a loop over t. Slow; the reference the others are tested against.
     scan_chunked  the chunked algorithm in PyTorch: matrix products inside chunks of C tokens, the
                   state carried from chunk to chunk. Differentiable by PyTorch's autograd.
-    scan          the same algorithm as Triton kernels with a hand-written backward: the fast path.
-                  On CUDA; on the CPU only under TRITON_INTERPRET=1 (set before importing this file).
+    scan          the same algorithm as Triton kernels (scan_triton.py, one kernel per numbered step
+                  of scan_chunked) with a hand-written backward: the fast path. On CUDA; on the CPU
+                  only under TRITON_INTERPRET=1 (set before importing this file).
 The gradient reaches q, k, v, g and h0, and flows back from the final state h too: state passing
-and TBTT (paper sec. 4.4-4.5) hand h to the next batch.
+and TBTT (paper sec. 4.4-4.5) hand h to the next batch. A full reset, g = -inf (exp(g) = 0), is
+computed exactly by scan_ref and refused with a ValueError by scan_chunked and scan (g = -50 does
+the same to float32 precision).
 """
 import math
 import os
@@ -215,14 +219,14 @@ _INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"   # read by triton.jit 
 def scan(q, k, v, g, h0=None, chunk_size=64):
     """The chunked scan as Triton kernels, with a hand-written backward. Same contract as
     scan_chunked (g = -inf refused); float32, bfloat16 or float16 inputs (the state and
-    accumulation in float32). chunk_size: 16, 32, 64 or 128, run as at most 64 (the kernels hold
-    (C, C) score tiles in registers), which changes how the work is split, never the result."""
+    accumulation in float32). chunk_size: a power of two; the kernels use C = 16 .. 64 (they hold
+    (C, C) tiles of scores in registers), which changes how the work is split, never the result."""
     _check(q, k, v, g, h0)
     _refuse_full_reset(g)
     if q.dtype == torch.float64:
         raise ValueError("scan takes float32, bfloat16 or float16; use scan_chunked for float64")
-    if chunk_size not in (16, 32, 64, 128):
-        raise ValueError(f"chunk_size must be 16, 32, 64 or 128 for the Triton scan, got {chunk_size}")
+    if chunk_size < 1 or chunk_size & (chunk_size - 1):
+        raise ValueError(f"chunk_size must be a power of two, got {chunk_size}")
     if q.device.type != "cuda" and not _INTERPRETED:
         raise RuntimeError("the Triton scan runs on CUDA tensors, or on the CPU when TRITON_INTERPRET=1 "
                            "is set before scan_kernel is imported; on the CPU use scan_chunked")

@@ -12,12 +12,13 @@ Read each kernel next to the step of scan_chunked with the same number. Per (bat
 Steps 3, 4 and 6 run one program per chunk (and per tile of K or V), step 5 one per state tile.
 
 The backward runs the same kernels the other way round: with dA = do v^T (masked to s <= t) and
-D_n = dL/dS at the end of chunk n (a gradient, written D; U is the state increment),
+D_n = dL/dS at the end of chunk n (a gradient of the state, unrelated to Mamba's skip parameter D;
+U_n above is an increment of the state, not a gradient),
     4'. W_n = (q * exp(G))^T do     what chunk n's outputs add to dL/d(its incoming state)
     5'. D_{n-1} = exp(G_last) * D_n + W_n, from the last chunk to the first; D before chunk 0 is dh0
     6'. dv = A^T do + (k * exp(G_last - G)) D_n
-    3'. dq = (do S_n^T) * exp(G) + dA-part,   dk = (v D_n^T) * exp(G_last - G) + dA-part
-and dg needs no kernel (see _Scan.backward).
+    3'. dA, then dq = (do S_n^T) * exp(G) + dA-part,   dk = (v D_n^T) * exp(G_last - G) + dA-part
+and dg needs no kernel (see Scan.backward).
 
 Layouts (contiguous, float32 unless said): q, k (B, T, H, K) and v, o (B, T, H, V) in the input
 dtype; G (B, N*C, H, K|1); A (B*H, N, C, C); states U, S_n, W, D (B*H, N, K, V). Program axes:
