@@ -157,7 +157,7 @@ def kernel_costs(B, T, H, K, V, per_channel, elem, BK, BV, C=64, SUB=16):
            row("5'", "carry: D_n", nK * nV * BH, (0, 0), [(S, 1)], S + h),
            row("6'", "read_state: dv", nV * N * BH, [a + state for a in pairs(V)], [(A, nV), (v, 1), (k, nV), (G, nV), (S, 1)], v),
            row("3'", "scores: dA", N * BH, pairs(V), [(v, 2), (G if not per_channel else 0, 1)], A),
-           row("3', 6'", "dqk", nK * N * BH, [2 * state + a for a in dA_flops],
+           row("3' 4' 6'", "dqk", nK * N * BH, [2 * state + a for a in dA_flops],
                [(v, 2 * nK), (S, 2), (G, 1)] + ([] if per_channel else [(A, nK), (q, 1), (k, 1)]), 2 * tok * K * 4)]
     if per_channel:
         bwd.append(row("3'", "dqk_intra", nK * C // SUB * N * BH, [2 * a for a in pairs(K)],
@@ -169,13 +169,15 @@ def static():
     """Print, for each official shape in bfloat16 on an H100, every kernel's shared memory and
     registers (compiled for sm_90 on this machine), programs, flops and bytes, and the time a
     roofline predicts: max(bytes / bandwidth, flops / TF32 rate), stretched by SMs / programs when
-    fewer programs than SMs run. A prediction, not a measurement."""
+    fewer programs than SMs run. 'roof' is the floor over that time: for a kernel, its fewest bytes
+    and flops; for a whole pass ('all'), those of the loop (n_bytes, n_flops, at the bf16 rate).
+    A prediction, not a measurement."""
     card = H100
     print(f"\nstatic cost on an {card['name']} (predicted, not measured): {card['sms']} SMs, "
           f"{card['bytes_per_s'] / 1e12:.2f} TB/s, TF32 {card['tf32_per_s'] / 1e12:.0f} TFLOP/s (the kernels' products), "
           f"bf16 {card['bf16_per_s'] / 1e12:.0f} TFLOP/s (the floor's); bfloat16 inputs, chunk 64")
-    print(f"{'shape':<13} {'pass':<4} {'step':<6} {'kernel':<15} {'smem KB':>7} {'regs':>4} {'programs':>8} "
-          f"{'flops/min':>9} {'bytes/min':>9} {'pred us':>8}")
+    print(f"{'shape':<13} {'pass':<4} {'step':<8} {'kernel':<15} {'smem KB':>7} {'regs':>4} {'programs':>8} "
+          f"{'flops/min':>9} {'bytes/min':>9} {'pred us':>8} {'roof':>6}")
     for name, B, T, H, K, V, per_channel in STATIC_SHAPES:
         launched, cfg = scan_triton.launches(torch.bfloat16, per_channel, (9, 0), K, V)
         compiled = {n: scan_triton.compile_for(kern, sig, ce, (9, 0), cfg) for n, kern, sig, ce in launched}
@@ -186,18 +188,19 @@ def static():
             for step, kernel, programs, flops, flops_min, moved, fewest in rows:
                 shared, regs, _ = by_kernel[kernel.split(":")[0]]
                 t = max(moved / card["bytes_per_s"], flops / card["tf32_per_s"]) * max(1, card["sms"] / programs)
+                roof = max(fewest / card["bytes_per_s"], flops_min / card["tf32_per_s"])   # this kernel's floor
                 total += t
-                print(f"{name:<13} {pass_:<4} {step:<6} {kernel:<15} {shared / 1024:>7.0f} {regs:>4} {programs:>8} "
-                      f"{flops / max(flops_min, 1):>9.2f} {moved / fewest:>9.2f} {t * 1e6:>8.1f}")
+                print(f"{name:<13} {pass_:<4} {step:<8} {kernel:<15} {shared / 1024:>7.0f} {regs:>4} {programs:>8} "
+                      f"{flops / max(flops_min, 1):>9.2f} {moved / fewest:>9.2f} {t * 1e6:>8.1f} {roof / t:>6.0%}")
             fewest_bytes = n_bytes(B, T, H, K, V, not per_channel, 2)
             fewest_bytes = fewest_bytes[0] if pass_ == "fwd" else fewest_bytes[1] - fewest_bytes[0]
             fewest_flops = n_flops(B, T, H, K, V)
             fewest_flops = fewest_flops[0] if pass_ == "fwd" else fewest_flops[1] - fewest_flops[0]
             floor = max(fewest_bytes / card["bytes_per_s"], fewest_flops / card["bf16_per_s"])
             issued = sum(r[3] for r in rows)
-            print(f"{name:<13} {pass_:<4} {'all':<6} {'predicted':<15} {'':>7} {'':>4} {'':>8} "
+            print(f"{name:<13} {pass_:<4} {'all':<8} {'predicted':<15} {'':>7} {'':>4} {'':>8} "
                   f"{issued / fewest_flops:>9.2f} {sum(r[5] for r in rows) / fewest_bytes:>9.2f} {total * 1e6:>8.1f}"
-                  f"   roofline floor {floor * 1e6:.1f} us = {floor / total:.0%} of predicted")
+                  f" {floor / total:>6.0%}   (the pass's floor: {floor * 1e6:.1f} us)")
 
 
 if static:

@@ -104,23 +104,27 @@ def _scores_plain(q, k, G):
     return torch.einsum("...tk,...sk,...tsk->...ts", q, k, decay)
 
 
-def _scores_by_subchunks(q, k, G, sub=16):
-    """_scores_plain in O(C^2 K / sub) memory instead of O(C^2 K), as the Triton kernel does it.
-    Split the chunk into sub-chunks of `sub` tokens. For a key s before sub-chunk i, whose first
-    row is r, exp(G_t - G_s) = exp(G_t - G_r) * exp(G_r - G_s): both factors are <= 1 (s < r <= t),
-    so the pairs are one matrix product per sub-chunk. Pairs inside a sub-chunk use _scores_plain."""
+def _scores_by_halving(q, k, G):
+    """_scores_plain without the (C, C, K) tensor: O(C K log C) exps instead of O(C^2 K).
+    The pairs s < t are split by halving: in each block of 2h tokens the h tokens of the second half
+    read the h tokens of the first half through the first half's last position m, with
+    exp(G_t - G_s) = exp(G_t - G_m) * exp(G_m - G_s): both factors are <= 1 since s <= m < t, and
+    the block is one matrix product. Every pair s < t is split at exactly one level (h = C/2, C/4,
+    ..., 1), and s = t has decay 1. (The Triton kernel splits the chunk into sub-chunks instead.)"""
     C, K = q.shape[-2:]
-    sub = min(sub, C)
-    M = C // sub                                                             # sub-chunks per chunk
-    blocks = (*q.shape[:-2], M, sub, K)
-    G_r = G[..., ::sub, :]                                                   # (..., M, K): each first row
-    q_r = q.view(blocks) * (G.view(blocks) - G_r[..., None, :]).exp()      # queries back to r
-    before = torch.arange(C, device=q.device) < torch.arange(0, C, sub, device=q.device)[:, None]  # (M, C)
-    k_r = (G_r[..., None, :] - G[..., None, :, :]).masked_fill(~before[..., None], -math.inf).exp() * k[..., None, :, :]
-    A = (q_r @ k_r.transpose(-1, -2)).reshape(*q.shape[:-2], C, C)        # keys before the sub-chunk
-    inside = _scores_plain(q.view(blocks), k.view(blocks), G.view(blocks))  # (..., M, sub, sub)
-    eye = torch.eye(M, dtype=q.dtype, device=q.device)
-    return A + torch.einsum("...mts,mn->...mtns", inside, eye).reshape(A.shape)   # block diagonal
+    A = (q * k).sum(-1).diag_embed()                                   # s = t, (..., C, C)
+    h = C // 2
+    while h >= 1:
+        blocks = (*q.shape[:-2], C // (2 * h), 2, h, K)   # (..., block, which half, position in it, K)
+        qb, kb, Gb = q.view(blocks), k.view(blocks), G.view(blocks)
+        G_m = Gb[..., 0, -1:, :]                                        # G at the first half's last token
+        q_2 = (Gb[..., 1, :, :] - G_m).exp() * qb[..., 1, :, :]       # second half, decayed back to m
+        k_1 = (G_m - Gb[..., 0, :, :]).exp() * kb[..., 0, :, :]       # first half, decayed forward to m
+        # the (2h, 2h) blocks on A's diagonal, as a view (..., 2h, 2h, block); add the lower-left quarter
+        A_blocks = A.view(*A.shape[:-2], C // (2 * h), 2 * h, C // (2 * h), 2 * h).diagonal(dim1=-4, dim2=-2)
+        A_blocks[..., h:, :h, :] += (q_2 @ k_1.transpose(-1, -2)).movedim(-3, -1)
+        h //= 2
+    return A
 
 
 def _refuse_full_reset(g):
@@ -163,13 +167,13 @@ def scan_chunked(q, k, v, g, h0=None, chunk_size=64):
 
     # 3. The scores A[t, s] = sum_k q_tk k_sk exp(G_tk - G_sk), s <= t in one chunk (_scores_plain).
     #    With one decay per head this is SSD's masked product (Q K^T) * L with L[t, s] = exp(G_t - G_s)
-    #    (Dao & Gu, 2024); with a decay per key channel L needs a K axis: sub-chunks avoid storing it.
+    #    (Dao & Gu, 2024); with a decay per key channel L needs a K axis: halving avoids storing it.
     if g.shape[-1] == 1:
         causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
         L = (G - G.transpose(-1, -2)).masked_fill(~causal, -math.inf).exp()   # (B, H, N, C, C)
         A = (q @ k.transpose(-1, -2)) * L
     else:
-        A = _scores_by_subchunks(q, k, G)
+        A = _scores_by_halving(q, k, G)
 
     # 4. What each chunk adds to the state by its end (eq. 4a inside the chunk), and its total decay.
     G_last = G[..., -1:, :]                                              # (B, H, N, 1, K|1)

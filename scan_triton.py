@@ -68,7 +68,8 @@ def _scores_kernel(q, k, G, A, T, H, K, Kg, N, C: tl.constexpr, SUB: tl.constexp
     One decay per head (SUB = C): SSD's single masked product (q k^T) * L, L[t, s] = exp(G_t - G_s).
     A decay per key channel (SUB = 16): keys before the sub-chunk are decayed forward to its first
     row r and its queries back to r, so both factors are <= 1 and the block is one tl.dot; the
-    (16, 16) diagonal block is scan_chunked's plain masked product, one key at a time."""
+    (16, 16) diagonal block is the plain masked product (scan_kernel._scores_plain), one key at a
+    time. (scan_chunked halves the chunk instead: a register tile cannot be cut the way a view can.)"""
     i, n, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, h, r = bh // H, bh % H, i * SUB
     rows, cols = r + tl.arange(0, SUB), tl.arange(0, C)                 # chunk-local t and s
@@ -276,7 +277,7 @@ def config(dtype, capability, K, V):
     elif capability < (9, 0):                 # A100, L4, RTX 30/40: smaller tiles, or registers spill
         BK, BV, warps = 32, 16, 8 if fp32 else 4
     else:
-        BK, BV = (32, 32) if fp32 else (64, 32)
+        BK, BV = (32, 32) if fp32 else (64, 64)
     BK = max(16, min(BK, triton.next_power_of_2(K)))                      # 16: the smallest tl.dot
     BV = max(16, min(BV, triton.next_power_of_2(V)))
     if capability >= (9, 0) and BK * BV < 1024:   # small heads: fewer threads, or ptxas spills

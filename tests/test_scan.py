@@ -16,7 +16,7 @@ import os
 import pytest
 import torch
 
-from scan_kernel import scan, scan_chunked, scan_ref
+from scan_kernel import _scores_by_halving, _scores_plain, scan, scan_chunked, scan_ref
 
 DEVICE = "cuda" if os.environ.get("TRITON_INTERPRET") == "0" else "cpu"   # where `scan` runs
 if DEVICE == "cuda" and not torch.cuda.is_available():
@@ -89,6 +89,14 @@ def test_three_scans_agree(shape, per_channel, with_h0):
     assert_close(chunked, want, 1e-10, "scan_chunked (float64)")
     triton = outputs_and_grads(triton_scan, inputs, torch.float32, chunk_size=C)
     assert_close(triton, want, 1e-4, "scan (Triton, float32)")
+
+
+def test_halving_computes_the_plain_masked_product():
+    # Step 3 for a decay per key channel: the halving equals the (C, C, K) masked product it avoids.
+    gen = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 3, 32, 5, generator=gen, dtype=torch.float64), torch.randn(2, 3, 32, 5, generator=gen, dtype=torch.float64)
+    G = -torch.rand(2, 3, 32, 5, generator=gen, dtype=torch.float64).cumsum(-2)
+    torch.testing.assert_close(_scores_by_halving(q, k, G), _scores_plain(q, k, G), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("per_channel", [False, True], ids=["g_per_head", "g_per_channel"])
