@@ -191,7 +191,7 @@ def static():
                 roof = max(fewest / card["bytes_per_s"], flops_min / card["tf32_per_s"])   # this kernel's floor
                 total += t
                 print(f"{name:<13} {pass_:<4} {step:<8} {kernel:<15} {shared / 1024:>7.0f} {regs:>4} {programs:>8} "
-                      f"{flops / max(flops_min, 1):>9.2f} {moved / fewest:>9.2f} {t * 1e6:>8.1f} {roof / t:>6.0%}")
+                      f"{f'{flops / flops_min:.2f}' if flops_min else '-':>9} {moved / fewest:>9.2f} {t * 1e6:>8.1f} {roof / t:>6.0%}")
             fewest_bytes = n_bytes(B, T, H, K, V, not per_channel, 2)
             fewest_bytes = fewest_bytes[0] if pass_ == "fwd" else fewest_bytes[1] - fewest_bytes[0]
             fewest_flops = n_flops(B, T, H, K, V)
