@@ -60,7 +60,7 @@ def _state_offsets(bh, n, N, dk, dv, K, V):
 
 
 @triton.jit
-def _scores_kernel(q, k, G, A, T, H, K, Kg, N, C: tl.constexpr, SUB: tl.constexpr, BK: tl.constexpr,
+def _scores_kernel(q, k, G, A, T, H, K, C: tl.constexpr, SUB: tl.constexpr, BK: tl.constexpr,
                    PER_CHANNEL: tl.constexpr, PREC: tl.constexpr):
     """Step 3: rows i*SUB .. (i+1)*SUB - 1 of one chunk's scores A (C, C), program (i, n, b*H + h).
 
@@ -70,8 +70,8 @@ def _scores_kernel(q, k, G, A, T, H, K, Kg, N, C: tl.constexpr, SUB: tl.constexp
     row r and its queries back to r, so both factors are <= 1 and the block is one tl.dot; the
     (16, 16) diagonal block is the plain masked product (scan_kernel._scores_plain), one key at a
     time. (scan_chunked halves the chunk instead: a register tile cannot be cut the way a view can.)"""
-    i, n, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    b, h, r = bh // H, bh % H, i * SUB
+    i, n, bh, N = tl.program_id(0), tl.program_id(1), tl.program_id(2), tl.num_programs(1)
+    b, h, r, Kg = bh // H, bh % H, i * SUB, K if PER_CHANNEL else 1
     rows, cols = r + tl.arange(0, SUB), tl.arange(0, C)                 # chunk-local t and s
     t, s = n * C + rows, n * C + cols
     acc = tl.zeros((SUB, C), dtype=tl.float32)
@@ -100,14 +100,14 @@ def _scores_kernel(q, k, G, A, T, H, K, Kg, N, C: tl.constexpr, SUB: tl.constexp
 
 
 @triton.jit
-def _chunk_state_kernel(x, y, G, U, T, H, K, V, Kg, N, C: tl.constexpr, BK: tl.constexpr,
+def _chunk_state_kernel(x, y, G, U, T, H, K, V, Kg, C: tl.constexpr, BK: tl.constexpr,
                         BV: tl.constexpr, TO_END: tl.constexpr, PREC: tl.constexpr):
     """Step 4 (TO_END): U_n = (k * exp(G_last - G))^T v, what chunk n adds to the state by its end.
     Step 4' (not TO_END): W_n = (q * exp(G))^T do, what its outputs add to dL/d(its incoming state).
 
     Program (tile of (K, V), n, b*H + h). Reads x (C, BK), y (C, BV) and G (C, BK) of chunk n;
     writes the (BK, BV) tile of U or W (B*H, N, K, V)."""
-    i, n, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i, n, bh, N = tl.program_id(0), tl.program_id(1), tl.program_id(2), tl.num_programs(1)
     b, h, n_v = bh // H, bh % H, tl.cdiv(V, BV)
     t = n * C + tl.arange(0, C)
     dk, dv = (i // n_v) * BK + tl.arange(0, BK), (i % n_v) * BV + tl.arange(0, BV)
@@ -149,14 +149,14 @@ def _carry_kernel(U, G, init, final, H, K, V, Kg, N, C: tl.constexpr, BK: tl.con
 
 
 @triton.jit
-def _read_state_kernel(A, y, x, G, S, out, T, H, K, V, Kg, N, C: tl.constexpr, BK: tl.constexpr,
+def _read_state_kernel(A, y, x, G, S, out, T, H, K, V, Kg, C: tl.constexpr, BK: tl.constexpr,
                        BV: tl.constexpr, BACKWARD: tl.constexpr, PREC: tl.constexpr):
     """Step 6: o = A v + (q * exp(G)) S_n, every token reading the state its chunk started from.
     Step 6' (BACKWARD): dv = A^T do + (k * exp(G_last - G)) D_n.
 
     Program (tile of V, n, b*H + h). Reads A (C, C), y = v or do (C, BV), then over K in BK steps
     x = q or k (C, BK), G (C, BK) and the (BK, BV) tile of S_n or D_n; writes o or dv (C, BV)."""
-    i, n, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i, n, bh, N = tl.program_id(0), tl.program_id(1), tl.program_id(2), tl.num_programs(1)
     b, h = bh // H, bh % H
     rows = tl.arange(0, C)
     t, dv = n * C + rows, i * BV + tl.arange(0, BV)
@@ -183,7 +183,7 @@ def _read_state_kernel(A, y, x, G, S, out, T, H, K, V, Kg, N, C: tl.constexpr, B
 
 
 @triton.jit
-def _dqk_kernel(q, k, v, do, G, S, D, dA, dq, dk, T, H, K, V, Kg, N, C: tl.constexpr, BK: tl.constexpr,
+def _dqk_kernel(q, k, v, do, G, S, D, dA, dq, dk, T, H, K, V, C: tl.constexpr, BK: tl.constexpr,
                 BV: tl.constexpr, PER_CHANNEL: tl.constexpr, PREC: tl.constexpr):
     """The states' share of dq and dk; for one decay per head also the share of dA (step 3').
     Program (tile of K, n, b*H + h).
@@ -193,8 +193,8 @@ def _dqk_kernel(q, k, v, do, G, S, D, dA, dq, dk, T, H, K, V, Kg, N, C: tl.const
     reads dA * L (C, C), 16 columns at a time, and adds (dA * L) k and (dA * L)^T q: SSD's masked
     product, transposed. Writes dq, dk (B, T, H, K) float32 (_dqk_intra_kernel adds the share of
     dA for a decay per key channel)."""
-    i, n, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    b, h = bh // H, bh % H
+    i, n, bh, N = tl.program_id(0), tl.program_id(1), tl.program_id(2), tl.num_programs(1)
+    b, h, Kg = bh // H, bh % H, K if PER_CHANNEL else 1
     rows = tl.arange(0, C)
     t, d = n * C + rows, i * BK + tl.arange(0, BK)
     dq_n = tl.zeros((C, BK), dtype=tl.float32)
@@ -222,7 +222,7 @@ def _dqk_kernel(q, k, v, do, G, S, D, dA, dq, dk, T, H, K, V, Kg, N, C: tl.const
 
 
 @triton.jit
-def _dqk_intra_kernel(q, k, G, dA, dq, dk, T, H, K, Kg, N, C: tl.constexpr, SUB: tl.constexpr,
+def _dqk_intra_kernel(q, k, G, dA, dq, dk, T, H, K, C: tl.constexpr, SUB: tl.constexpr,
                       BK: tl.constexpr, PREC: tl.constexpr):
     """Step 3' for a decay per key channel: the dA share of dq and dk in sub-chunk i (rows r .. e),
     dq_t += sum_{s<=t} dA[t, s] k_s exp(G_t - G_s),  dk_s += sum_{t>=s} dA[t, s] q_t exp(G_t - G_s).
@@ -231,8 +231,8 @@ def _dqk_intra_kernel(q, k, G, dA, dq, dk, T, H, K, Kg, N, C: tl.constexpr, SUB:
     columns r .. e; adds into dq, dk's (SUB, BK) tile. As in _scores_kernel: pairs across sub-chunks
     are one tl.dot each, with factors <= 1 (through row r for dq, row e for dk); pairs inside the
     sub-chunk go one at a time."""
-    p, n, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    b, h, i = bh // H, bh % H, p % (C // SUB)
+    p, n, bh, N = tl.program_id(0), tl.program_id(1), tl.program_id(2), tl.num_programs(1)
+    b, h, i, Kg = bh // H, bh % H, p % (C // SUB), K
     r, e = i * SUB, i * SUB + SUB - 1
     rows, cols = r + tl.arange(0, SUB), tl.arange(0, C)
     t, s = n * C + rows, n * C + cols
@@ -301,11 +301,11 @@ def _forward_states(q, k, v, G, h0, C, cfg):
     BK, BV, run = cfg["BK"], cfg["BV"], dict(num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     sub = BC if Kg > 1 else C
     A = torch.empty(B * H, N, C, C, dtype=torch.float32, device=q.device)
-    _scores_kernel[(C // sub, N, B * H)](q, k, G, A, T, H, K, Kg, N, C=C, SUB=sub, BK=BK,
+    _scores_kernel[(C // sub, N, B * H)](q, k, G, A, T, H, K, C=C, SUB=sub, BK=BK,
                                          PER_CHANNEL=Kg > 1, PREC=cfg["PREC"], **run)
     n_tiles = triton.cdiv(K, BK) * triton.cdiv(V, BV)
     S = torch.empty(B * H, N, K, V, dtype=torch.float32, device=q.device)
-    _chunk_state_kernel[(n_tiles, N, B * H)](k, v, G, S, T, H, K, V, Kg, N, C=C, BK=BK, BV=BV, TO_END=True,
+    _chunk_state_kernel[(n_tiles, N, B * H)](k, v, G, S, T, H, K, V, Kg, C=C, BK=BK, BV=BV, TO_END=True,
                                              PREC=cfg["PREC"], **run)
     h = torch.empty(B, H, K, V, dtype=torch.float32, device=q.device)
     # h0 = None: h stands in for the pointer, never read (HAS_INIT=False)
@@ -326,7 +326,7 @@ class Scan(torch.autograd.Function):
         (B, T, H, K), V, Kg, N = q.shape, v.shape[-1], G.shape[-1], G.shape[1] // C
         o = torch.empty_like(v)                                            # step 6
         _read_state_kernel[(triton.cdiv(V, cfg["BV"]), N, B * H)](
-            A, v, q, G, S, o, T, H, K, V, Kg, N, C=C, BK=cfg["BK"], BV=cfg["BV"], BACKWARD=False, PREC=cfg["PREC"],
+            A, v, q, G, S, o, T, H, K, V, Kg, C=C, BK=cfg["BK"], BV=cfg["BV"], BACKWARD=False, PREC=cfg["PREC"],
             num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
         ctx.save_for_backward(q, k, v, g, h0, h)
         ctx.C, ctx.cfg = C, cfg
@@ -340,7 +340,7 @@ class Scan(torch.autograd.Function):
         G = _chunk_cumsum(g, C)
         A, S, _ = _forward_states(q, k, v, G, h0, C, cfg)                 # recomputed, not stored
         (B, T, H, K), V, Kg, N = q.shape, v.shape[-1], G.shape[-1], G.shape[1] // C
-        sizes, tiles = (T, H, K, V, Kg, N), dict(C=C, BK=cfg["BK"], BV=cfg["BV"])
+        sizes, tiles = (T, H, K, V, Kg), dict(C=C, BK=cfg["BK"], BV=cfg["BV"])
         run = dict(PREC=cfg["PREC"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
         n_tiles = triton.cdiv(K, cfg["BK"]) * triton.cdiv(V, cfg["BV"])
         # 4'. W_n = (q * exp(G))^T do, then 5'. D_n, in place of W
@@ -359,15 +359,15 @@ class Scan(torch.autograd.Function):
         #     (then dA * L is what dq, dk need), with none for a decay per key channel (G_none = 0).
         G_none = G if Kg == 1 else torch.zeros(*G.shape[:3], 1, device=G.device)
         dA = A                                                             # A is no longer needed
-        _scores_kernel[(1, N, B * H)](do, v, G_none, dA, T, H, V, 1, N, C=C, SUB=C, BK=cfg["BK"],
+        _scores_kernel[(1, N, B * H)](do, v, G_none, dA, T, H, V, C=C, SUB=C, BK=cfg["BK"],
                                       PER_CHANNEL=False, **run)
         dq = torch.empty(q.shape, dtype=torch.float32, device=q.device)
         dk = torch.empty_like(dq)
-        _dqk_kernel[(triton.cdiv(K, cfg["BK"]), N, B * H)](q, k, v, do, G, S, D, dA, dq, dk, *sizes, **tiles,
+        _dqk_kernel[(triton.cdiv(K, cfg["BK"]), N, B * H)](q, k, v, do, G, S, D, dA, dq, dk, *sizes[:4], **tiles,
                                                            PER_CHANNEL=Kg > 1, **run)
         if Kg > 1:
             _dqk_intra_kernel[(triton.cdiv(K, cfg["BK"]) * (C // BC), N, B * H)](
-                q, k, G, dA, dq, dk, T, H, K, Kg, N, C=C, SUB=BC, BK=cfg["BK"], **run)
+                q, k, G, dA, dq, dk, T, H, K, C=C, SUB=BC, BK=cfg["BK"], **run)
         # dg: G_t = g_0 + ... + g_t (over the whole sequence) enters only as q_t exp(G_t), k_t exp(-G_t)
         # and exp(G_{T-1}) in the final state, so dL/dG_t = q_t dq_t - k_t dk_t (+ sum_v h dh at
         # t = T-1), and dg is its reverse cumulative sum.
@@ -398,7 +398,7 @@ def launches(dtype, per_channel, capability, K, V):
               dict(C=C, SUB=sub, BK=BK, PER_CHANNEL=per_channel, PREC=cfg["PREC"]))]
     if per_channel:   # for one decay per head, dA * L is computed by the forward's scores kernel
         found.append(("scores (do, v -> dA)", _scores_kernel, dict(q=io, k=io, G=f32, A=f32),
-                      dict(C=C, SUB=C, BK=BK, PER_CHANNEL=False, PREC=cfg["PREC"], Kg=1)))
+                      dict(C=C, SUB=C, BK=BK, PER_CHANNEL=False, PREC=cfg["PREC"])))
     for to_end, x in ((True, "k, v -> U"), (False, "q, do -> W")):
         found.append((f"chunk_state ({x})", _chunk_state_kernel, dict(x=io, y=io, G=f32, U=f32),
                       dict(tiles, TO_END=to_end)))
