@@ -28,7 +28,7 @@ The three functions share one signature, (q, k, v, g, h0=None, ...) -> (o, h):
                   only under TRITON_INTERPRET=1 (set before importing this file).
 The gradient reaches q, k, v, g and h0, and flows back from the final state h too: state passing
 and TBTT (paper sec. 4.4-4.5) hand h to the next batch. A full reset, g = -inf (exp(g) = 0), is
-computed exactly by scan_ref and refused with a ValueError by scan_chunked and scan (g = -50 does
+computed exactly by scan_ref and scan_chunked and refused with a ValueError by scan (g = -50 does
 the same to float32 precision).
 """
 import math
@@ -104,22 +104,23 @@ def _scores_plain(q, k, G):
     return torch.einsum("...tk,...sk,...tsk->...ts", q, k, decay)
 
 
-def _scores_by_halving(q, k, G):
+def _scores_by_halving(q, k, G, R):
     """_scores_plain without the (C, C, K) tensor: O(C K log C) exps instead of O(C^2 K).
     The pairs s < t are split by halving: in each block of 2h tokens the h tokens of the second half
     read the h tokens of the first half through the first half's last position m, with
     exp(G_t - G_s) = exp(G_t - G_m) * exp(G_m - G_s): both factors are <= 1 since s <= m < t, and
     the block is one matrix product. Every pair s < t is split at exactly one level (h = C/2, C/4,
-    ..., 1), and s = t has decay 1. (The Triton kernel splits the chunk into sub-chunks instead.)"""
+    ..., 1), and s = t has decay 1. (The Triton kernel splits the chunk into sub-chunks instead.)
+    R counts full resets (scan_chunked, step 2): a factor across one is 0."""
     C, K = q.shape[-2:]
     A = (q * k).sum(-1).diag_embed()                                   # s = t, (..., C, C)
     h = C // 2
     while h >= 1:
         blocks = (*q.shape[:-2], C // (2 * h), 2, h, K)   # (..., block, which half, position in it, K)
-        qb, kb, Gb = q.view(blocks), k.view(blocks), G.view(blocks)
-        G_m = Gb[..., 0, -1:, :]                                        # G at the first half's last token
-        q_2 = (Gb[..., 1, :, :] - G_m).exp() * qb[..., 1, :, :]       # second half, decayed back to m
-        k_1 = (G_m - Gb[..., 0, :, :]).exp() * kb[..., 0, :, :]       # first half, decayed forward to m
+        qb, kb, Gb, Rb = q.view(blocks), k.view(blocks), G.view(blocks), R.view(blocks)
+        G_m, R_m = Gb[..., 0, -1:, :], Rb[..., 0, -1:, :]              # at the first half's last token
+        q_2 = _decay(Gb[..., 1, :, :], Rb[..., 1, :, :], G_m, R_m) * qb[..., 1, :, :]   # second half, back to m
+        k_1 = _decay(G_m, R_m, Gb[..., 0, :, :], Rb[..., 0, :, :]) * kb[..., 0, :, :]   # first half, forward to m
         # the (2h, 2h) blocks on A's diagonal, as a view (..., 2h, 2h, block); add the lower-left quarter
         A_blocks = A.view(*A.shape[:-2], C // (2 * h), 2 * h, C // (2 * h), 2 * h).diagonal(dim1=-4, dim2=-2)
         A_blocks[..., h:, :h, :] += (q_2 @ k_1.transpose(-1, -2)).movedim(-3, -1)
@@ -127,11 +128,9 @@ def _scores_by_halving(q, k, G):
     return A
 
 
-def _refuse_full_reset(g):
-    if torch.isneginf(g).any():
-        raise ValueError("g contains -inf (a full reset): the chunked scans would compute "
-                         "G_t - G_s = -inf - (-inf) = NaN, so they refuse it; pass a large finite log decay "
-                         "such as g = -50 (exp(-50) ~ 2e-22), or use scan_ref, which computes -inf exactly")
+def _decay(G_t, R_t, G_s, R_s):
+    """exp(G_t - G_s), the decay from s to t, or 0 where a full reset lies between (R_t != R_s)."""
+    return (G_t - G_s).masked_fill(R_t != R_s, -math.inf).exp()
 
 
 def scan_chunked(q, k, v, g, h0=None, chunk_size=64):
@@ -142,11 +141,10 @@ def scan_chunked(q, k, v, g, h0=None, chunk_size=64):
         o_t = sum_{s<=t in chunk} (q_t * exp(G_t - G_s)) . k_s  v_s   +   (q_t * exp(G_t))^T S_n
     The first term is attention-like and done with matrix products; the second reads the carried
     state. Every exp below has an argument <= 0 (G falls as t grows): nothing overflows, even for
-    g = -50, where a naive q * exp(G) times k * exp(-G) split would give inf * 0 = NaN. g = -inf is
-    refused with a ValueError (scan_ref computes it exactly).
+    g = -50, where a naive q * exp(G) times k * exp(-G) split would give inf * 0 = NaN. g = -inf (a
+    full reset) is computed exactly, as the loop does: it is counted apart from G (step 2).
     """
     B, T, H, K, V = _check(q, k, v, g, h0)
-    _refuse_full_reset(g)
     if chunk_size < 1 or chunk_size & (chunk_size - 1):
         raise ValueError(f"chunk_size must be a power of two, got {chunk_size}")
     C = min(chunk_size, 1 << (T - 1).bit_length())   # no point padding a short sequence to a full C
@@ -162,23 +160,27 @@ def scan_chunked(q, k, v, g, h0=None, chunk_size=64):
         return x.view(B, N, C, H, x.shape[-1]).permute(0, 3, 1, 2, 4).to(acc, memory_format=torch.contiguous_format)
     q, k, v, g = chunks(q), chunks(k), chunks(v), chunks(g)
 
-    # 2. Cumulative log decay inside each chunk: G[..., t, :] = g_0 + ... + g_t (chunk-local t).
-    G = g.cumsum(dim=3)
+    # 2. Cumulative log decay inside each chunk: G[..., t, :] = g_0 + ... + g_t (chunk-local t). A
+    #    full reset (g = -inf) would make G_t - G_s = -inf - (-inf) = NaN: it adds 0 to G instead,
+    #    and 1 to R, the resets so far; exp(G_t - G_s) is then 0 where R_t != R_s (_decay).
+    reset = torch.isneginf(g)
+    G, R = g.masked_fill(reset, 0.0).cumsum(dim=3), reset.cumsum(dim=3)
 
     # 3. The scores A[t, s] = sum_k q_tk k_sk exp(G_tk - G_sk), s <= t in one chunk (_scores_plain).
     #    With one decay per head this is SSD's masked product (Q K^T) * L with L[t, s] = exp(G_t - G_s)
     #    (Dao & Gu, 2024); with a decay per key channel L needs a K axis: halving avoids storing it.
     if g.shape[-1] == 1:
         causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
-        L = (G - G.transpose(-1, -2)).masked_fill(~causal, -math.inf).exp()   # (B, H, N, C, C)
+        apart = ~causal | (R != R.transpose(-1, -2))                  # s > t, or a full reset between
+        L = (G - G.transpose(-1, -2)).masked_fill(apart, -math.inf).exp()   # (B, H, N, C, C)
         A = (q @ k.transpose(-1, -2)) * L
     else:
-        A = _scores_by_halving(q, k, G)
+        A = _scores_by_halving(q, k, G, R)
 
     # 4. What each chunk adds to the state by its end (eq. 4a inside the chunk), and its total decay.
-    G_last = G[..., -1:, :]                                              # (B, H, N, 1, K|1)
-    U = (k * (G_last - G).exp()).transpose(-1, -2) @ v                   # (B, H, N, K, V)
-    a = G_last.exp().transpose(-1, -2)                                   # (B, H, N, K|1, 1)
+    G_last, R_last, zero = G[..., -1:, :], R[..., -1:, :], torch.zeros_like(R[..., :1, :])
+    U = (k * _decay(G_last, R_last, G, R)).transpose(-1, -2) @ v        # (B, H, N, K, V)
+    a = _decay(G_last, R_last, 0.0, zero).transpose(-1, -2)              # (B, H, N, K|1, 1)
 
     # 5. Carry the state across chunks (the only loop: N = T / C steps): S_n enters chunk n.
     S = torch.zeros(B, H, K, V, dtype=acc, device=q.device) if h0 is None else h0.to(acc)
@@ -189,7 +191,7 @@ def scan_chunked(q, k, v, g, h0=None, chunk_size=64):
 
     # 6. Every token reads the scores of its chunk and the state its chunk started from, decayed
     #    to its position (the second term of eq. 4b).
-    o = A @ v + (q * G.exp()) @ torch.stack(S_n, dim=2)
+    o = A @ v + (q * _decay(G, R, 0.0, zero)) @ torch.stack(S_n, dim=2)
 
     o = o.permute(0, 2, 3, 1, 4).reshape(B, N * C, H, V)[:, :T]
     return o.to(out_dtype), S
@@ -222,11 +224,14 @@ _INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"   # read by triton.jit 
 
 def scan(q, k, v, g, h0=None, chunk_size=64):
     """The chunked scan as Triton kernels, with a hand-written backward. Same contract as
-    scan_chunked (g = -inf refused); float32, bfloat16 or float16 inputs (the state and
+    scan_chunked, except that g = -inf (a full reset) is refused with a ValueError; float32, bfloat16 or float16 inputs (the state and
     accumulation in float32). chunk_size: a power of two; the kernels use C = 16 .. 64 (they hold
     (C, C) tiles of scores in registers), which changes how the work is split, never the result."""
     _check(q, k, v, g, h0)
-    _refuse_full_reset(g)
+    if torch.isneginf(g).any():
+        raise ValueError("g contains -inf (a full reset), which the Triton scan refuses (its kernels would "
+                         "compute -inf - (-inf) = NaN): pass a large finite log decay such as g = -50 "
+                         "(exp(-50) ~ 2e-22), or use scan_chunked or scan_ref, which compute -inf exactly")
     if q.dtype == torch.float64:
         raise ValueError("scan takes float32, bfloat16 or float16; use scan_chunked for float64")
     if chunk_size < 1 or chunk_size & (chunk_size - 1):

@@ -96,7 +96,8 @@ def test_halving_computes_the_plain_masked_product():
     gen = torch.Generator().manual_seed(0)
     q, k = torch.randn(2, 3, 32, 5, generator=gen, dtype=torch.float64), torch.randn(2, 3, 32, 5, generator=gen, dtype=torch.float64)
     G = -torch.rand(2, 3, 32, 5, generator=gen, dtype=torch.float64).cumsum(-2)
-    torch.testing.assert_close(_scores_by_halving(q, k, G), _scores_plain(q, k, G), rtol=1e-12, atol=1e-12)
+    R = torch.zeros_like(G, dtype=torch.long)                                  # no full resets
+    torch.testing.assert_close(_scores_by_halving(q, k, G, R), _scores_plain(q, k, G), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("per_channel", [False, True], ids=["g_per_head", "g_per_channel"])
@@ -195,23 +196,24 @@ def test_bad_input_names_the_argument(fn):
 @pytest.mark.parametrize("per_channel", [False, True], ids=["g_per_head", "g_per_channel"])
 def test_full_reset(per_channel):
     # g = -inf at t = 20 (exp(g) = 0): the loop forgets everything before, so from t = 20 on it
-    # equals a fresh scan of tokens 20.. from a zero state. The chunked scans refuse -inf (they
-    # would compute -inf - (-inf) = NaN) and say what to pass instead; g = -50 gives the same result.
+    # equals a fresh scan of tokens 20.. from a zero state. scan_chunked computes it exactly, in value
+    # and gradient; the Triton scan refuses it and says what to pass instead: g = -50 gives the same.
     q, k, v, g, h0 = make_inputs(1, 40, 2, 4, 3, per_channel, with_h0=True)
     g[:, 20] = -math.inf
-    o, h = scan_ref(q, k, v, g, h0)
-    o_fresh, h_fresh = scan_ref(q[:, 20:], k[:, 20:], v[:, 20:], g[:, 20:])
-    assert o.isfinite().all() and h.isfinite().all()
-    torch.testing.assert_close(o[:, 20:], o_fresh, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(h, h_fresh, rtol=1e-12, atol=1e-12)
-    g50 = g.clone()
-    g50[:, 20] = -50.0
-    for fn, dtype in ((scan_chunked, torch.float64), (triton_scan, torch.float32)):
-        with pytest.raises(ValueError, match="g contains -inf"):
-            fn(*(x.to(dtype) for x in (q, k, v, g, h0)), chunk_size=16)
-        o50, h50 = fn(*(x.to(dtype) for x in (q, k, v, g50, h0)), chunk_size=16)
-        assert ((o50.double() - o).abs().max() / o.abs().max()) < 1e-5, fn.__name__
-        assert ((h50.double() - h).abs().max() / h.abs().max()) < 1e-5, fn.__name__
+    g[:, 37] = -math.inf                                   # two resets in one chunk of 16 (32 .. 47)
+    want = outputs_and_grads(scan_ref, (q, k, v, g, h0), torch.float64)
+    o_fresh, h_fresh = scan_ref(q[:, 37:], k[:, 37:], v[:, 37:], g[:, 37:])
+    assert all(x.isfinite().all() for x in want)
+    torch.testing.assert_close(want[0][:, 37:], o_fresh, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(want[1], h_fresh, rtol=1e-12, atol=1e-12)
+    assert_close(outputs_and_grads(scan_chunked, (q, k, v, g, h0), torch.float64, chunk_size=16), want, 1e-10,
+                 "scan_chunked with g = -inf")
+    with pytest.raises(ValueError, match="g contains -inf"):
+        triton_scan(*(x.float() for x in (q, k, v, g, h0)), chunk_size=16)
+    g50 = g.masked_fill(g.isneginf(), -50.0)
+    o50, h50 = triton_scan(*(x.float() for x in (q, k, v, g50, h0)), chunk_size=16)
+    assert ((o50.double() - want[0]).abs().max() / want[0].abs().max()) < 1e-5
+    assert ((h50.double() - want[1]).abs().max() / want[1].abs().max()) < 1e-5
 
 
 # The official shapes: Mamba-2 (d_state 128 x headdim 64, one decay per head) and GLA 340M (128 x 256,
