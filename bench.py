@@ -1,21 +1,26 @@
 """
 Times the scans on the shapes of real layers and prints a table: forward ms, forward+backward ms,
 and achieved GB/s, i.e. the fewest bytes the operation must move (each input read once, each output
-written once) divided by the time.
+written once) divided by the time. Then, without running anything on a GPU, the static cost of
+every Triton kernel on an H100 (a prediction from the compiled kernels and a roofline, see static()).
 
-    python bench.py                    # on the CPU: scan_ref and scan_chunked
+    python bench.py                    # on the CPU: scan_ref and scan_chunked, then the static table
+    python bench.py --static           # the static table only (no GPU needed)
     python bench.py --repeats=20       # on CUDA it adds the Triton scan, and the reference kernels
                                        # of mamba_ssm and fla when they are importable
 
 The peers get identical inputs: mamba_ssm's mamba_chunk_scan_combined computes the same recurrence
-from (x, dt, A, B, C) with q = C, k = B, v = dt x, g = dt A (DESIGN.md); fla's chunk_gla takes
-(q, k, v, g) as we do, with scale=1 since our scan never scales q.
+from (x, dt, A, B, C) with q = C, k = B, v = dt x (x times the step dt), g = dt A (its log decay);
+fla's chunk_gla takes (q, k, v, g) as we do, with scale=1 since our scan never scales q.
 """
+import math
 import statistics
+import sys
 import time
 
 import torch
 
+import scan_triton
 from configurator import configure
 from scan_kernel import scan, scan_chunked, scan_ref
 
@@ -25,6 +30,8 @@ repeats = 5             # timed runs per cell; the median is reported
 max_ref_T = 4096        # the loop takes seconds per call beyond this, and its backward keeps every S_t
 chunk_size = 64
 seed = 1337
+static = False          # print only the static cost table (--static)
+sys.argv = ["--static=True" if a == "--static" else a for a in sys.argv]
 configure(globals())
 
 on_cuda = device == "cuda"
@@ -114,6 +121,92 @@ def card_rates():
     return 2 * x.numel() * x.element_size() / t_copy, 2 * 8192 ** 3 / t_mm
 
 
+# ----------------------------------------------------------------------------------------------
+# The static cost of the Triton kernels on an H100: no GPU needed
+
+H100 = dict(name="H100 SXM", sms=132, bytes_per_s=3.35e12, tf32_per_s=494e12, bf16_per_s=989e12)  # datasheet, dense
+STATIC_SHAPES = [("Mamba-2 130m", 8, 2048, 24, 128, 64, False), ("GLA 340M", 8, 2048, 4, 128, 256, True),
+                 ("GLA 1.3B", 8, 2048, 4, 256, 512, True)]      # name, B, T, H, K, V, a decay per key channel
+
+
+def kernel_costs(B, T, H, K, V, per_channel, elem, BK, BV, C=64, SUB=16):
+    """Each launch of a forward and backward of `scan`, counted from its tiles: [(step, kernel,
+    programs, matmul flops issued, fewest, bytes moved, fewest)]. 'Fewest' flops count only the pairs
+    s <= t; 'fewest' bytes read every tensor the kernel needs once (tiles re-read what other programs
+    also read). Elementwise work (the exps; the per-channel diagonal sub-chunks) is not counted."""
+    N, BH, nK, nV = -(-T // C), B * H, -(-K // BK), -(-V // BV)
+    sub = SUB if per_channel else C
+    tok = BH * N * C                                          # token rows, T padded to N * C
+    q = k = tok * K * elem
+    v = tok * V * elem
+    G = tok * (K if per_channel else 1) * 4
+    A, S, h = BH * N * C * C * 4, BH * N * K * V * 4, BH * K * V * 4
+    pairs = lambda width: (2 * tok * C * width, tok * (C + 1) * width)   # (C, C) x (C, width): all, causal
+    state = 2 * tok * K * V                                   # (K, C) x (C, V) per chunk
+
+    def row(step, name, programs, flops, reads, writes):
+        return (step, name, programs, *flops, sum(b * n for b, n in reads) + writes, sum(b for b, _ in reads) + writes)
+    scores = row("3", "scores: A", C // sub * N * BH, pairs(K), [(q, 1), (k, C // sub), (G, 1 + C // sub)], A)
+    U = row("4", "chunk_state: U", nK * nV * N * BH, (state, state), [(k, nV), (v, nK), (G, nV)], S)
+    carry = row("5", "carry: S_n", nK * nV * BH, (0, 0), [(S, 1)], S + h)
+    fwd = [scores, U, carry,
+           row("6", "read_state: o", nV * N * BH, [a + state for a in pairs(V)], [(A, nV), (v, 1), (q, nV), (G, nV), (S, 1)], v)]
+    dA_flops = [a + b for a, b in zip(pairs(K), pairs(K))] if not per_channel else (0, 0)
+    bwd = [scores, U, carry,
+           row("4'", "chunk_state: W", nK * nV * N * BH, (state, state), [(q, nV), (v, nK), (G, nV)], S),
+           row("5'", "carry: D_n", nK * nV * BH, (0, 0), [(S, 1)], S + h),
+           row("6'", "read_state: dv", nV * N * BH, [a + state for a in pairs(V)], [(A, nV), (v, 1), (k, nV), (G, nV), (S, 1)], v),
+           row("3'", "scores: dA", N * BH, pairs(V), [(v, 2), (G if not per_channel else 0, 1)], A),
+           row("3' 4' 6'", "dqk", nK * N * BH, [2 * state + a for a in dA_flops],
+               [(v, 2 * nK), (S, 2), (G, 1)] + ([] if per_channel else [(A, nK), (q, 1), (k, 1)]), 2 * tok * K * 4)]
+    if per_channel:
+        bwd.append(row("3'", "dqk_intra", nK * C // SUB * N * BH, [2 * a for a in pairs(K)],
+                       [(q, 1 + C // SUB), (k, 1 + C // SUB), (G, 1 + C // SUB), (A, 2 * nK), (2 * tok * K * 4, 1)], 2 * tok * K * 4))
+    return fwd, bwd
+
+
+def static():
+    """Print, for each official shape in bfloat16 on an H100, every kernel's shared memory and
+    registers (compiled for sm_90 on this machine), programs, flops and bytes, and the time a
+    roofline predicts: max(bytes / bandwidth, flops / TF32 rate), stretched by SMs / programs when
+    fewer programs than SMs run. 'roof' is the floor over that time: for a kernel, its fewest bytes
+    and flops; for a whole pass ('all'), those of the loop (n_bytes, n_flops, at the bf16 rate).
+    A prediction, not a measurement."""
+    card = H100
+    print(f"\nstatic cost on an {card['name']} (predicted, not measured): {card['sms']} SMs, "
+          f"{card['bytes_per_s'] / 1e12:.2f} TB/s, TF32 {card['tf32_per_s'] / 1e12:.0f} TFLOP/s (the kernels' products), "
+          f"bf16 {card['bf16_per_s'] / 1e12:.0f} TFLOP/s (the floor's); bfloat16 inputs, chunk 64")
+    print(f"{'shape':<13} {'pass':<4} {'step':<8} {'kernel':<15} {'smem KB':>7} {'regs':>4} {'programs':>8} "
+          f"{'flops/min':>9} {'bytes/min':>9} {'pred us':>8} {'roof':>6}")
+    for name, B, T, H, K, V, per_channel in STATIC_SHAPES:
+        launched, cfg = scan_triton.launches(torch.bfloat16, per_channel, (9, 0), K, V)
+        compiled = {n: scan_triton.compile_for(kern, sig, ce, (9, 0), cfg) for n, kern, sig, ce in launched}
+        by_kernel = {n.split(" ")[0]: c for n, c in compiled.items()}      # every variant: same tiles
+        fwd, bwd = kernel_costs(B, T, H, K, V, per_channel, 2, cfg["BK"], cfg["BV"])
+        for pass_, rows in (("fwd", fwd), ("bwd", bwd)):
+            total = 0.0
+            for step, kernel, programs, flops, flops_min, moved, fewest in rows:
+                shared, regs, _ = by_kernel[kernel.split(":")[0]]
+                t = max(moved / card["bytes_per_s"], flops / card["tf32_per_s"]) * max(1, card["sms"] / programs)
+                roof = max(fewest / card["bytes_per_s"], flops_min / card["tf32_per_s"])   # this kernel's floor
+                total += t
+                print(f"{name:<13} {pass_:<4} {step:<8} {kernel:<15} {shared / 1024:>7.0f} {regs:>4} {programs:>8} "
+                      f"{f'{flops / flops_min:.2f}' if flops_min else '-':>9} {moved / fewest:>9.2f} {t * 1e6:>8.1f} {roof / t:>6.0%}")
+            fewest_bytes = n_bytes(B, T, H, K, V, not per_channel, 2)
+            fewest_bytes = fewest_bytes[0] if pass_ == "fwd" else fewest_bytes[1] - fewest_bytes[0]
+            fewest_flops = n_flops(B, T, H, K, V)
+            fewest_flops = fewest_flops[0] if pass_ == "fwd" else fewest_flops[1] - fewest_flops[0]
+            floor = max(fewest_bytes / card["bytes_per_s"], fewest_flops / card["bf16_per_s"])
+            issued = sum(r[3] for r in rows)
+            print(f"{name:<13} {pass_:<4} {'all':<8} {'predicted':<15} {'':>7} {'':>4} {'':>8} "
+                  f"{issued / fewest_flops:>9.2f} {sum(r[5] for r in rows) / fewest_bytes:>9.2f} {total * 1e6:>8.1f}"
+                  f" {floor / total:>6.0%}   (the pass's floor: {floor * 1e6:.1f} us)")
+
+
+if static:
+    static()
+    sys.exit()
+
 impls = {"scan_ref": scan_ref, "scan_chunked": scan_chunked}
 if on_cuda:
     impls["scan"] = scan
@@ -150,3 +243,6 @@ for name, Bn, T, H, K, V, per_head in SHAPES:
             roof = f" {floor(fwd_bytes, fwd_flops) / t_f:>9.0%} {floor(all_bytes, all_flops) / t_fb:>9.0%}"
         print(f"{name:<14} {Bn:>2} {T:>5} {H:>3} {K:>4} {V:>4} {'head' if per_head else 'channel':<7} "
               f"{impl:<13} {t_f:>9.2f} {t_fb:>11.2f} {fwd_bytes / t_f / 1e6:>9.2f} {all_bytes / t_fb / 1e6:>9.2f}{roof}")
+
+if not on_cuda:
+    static()

@@ -139,7 +139,7 @@ def recurrence(q, k, v, g, h0, config):
     The chunk size only sets how the work is split, never the result; the Triton kernel takes up to 128."""
     backend = config.scan_backend
     if backend == "auto":
-        backend = "triton" if q.is_cuda else "chunked"
+        backend = "triton" if q.is_cuda and scan_kernel.triton_fits(q.device, q.dtype) else "chunked"
     if backend == "ref":
         return scan_kernel.scan_ref(q, k, v, g, h0)
     if backend == "triton":

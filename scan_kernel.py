@@ -1,8 +1,9 @@
 """
 The recurrence at the heart of every model in the paper, computed three ways.
 
-Mamba-2, GLA, Mamba-1 and RWKV-6 all reduce to one diagonal linear recurrence (paper eq. 1; the
-table in DESIGN.md says how each maps onto it). Per batch row and head, for t = 0 .. T-1:
+Mamba-2, GLA, Mamba-1 and RWKV-6 all reduce to one diagonal linear recurrence (paper eq. 1): each
+model computes its q, k, v and log decay g from its input (Mamba-2: q = C, k = B, v = dt x,
+g = dt A, one decay per head; GLA: a decay per key channel). Per batch row and head, t = 0 .. T-1:
 
     S_t = diag(exp(g_t)) S_{t-1} + k_t v_t^T        (eq. 1a: the state update)
     o_t = S_t^T q_t                                  (eq. 1b: the read-out, after the update)
@@ -22,18 +23,23 @@ The three functions share one signature, (q, k, v, g, h0=None, ...) -> (o, h):
     scan_ref      the definition: a loop over t. Slow; the reference the others are tested against.
     scan_chunked  the chunked algorithm in PyTorch: matrix products inside chunks of C tokens, the
                   state carried from chunk to chunk. Differentiable by PyTorch's autograd.
-    scan          the same algorithm as Triton kernels with a hand-written backward: the fast path.
-                  On CUDA; on the CPU only under TRITON_INTERPRET=1 (set before importing this file).
+    scan          the same algorithm as Triton kernels (scan_triton.py, one kernel per numbered step
+                  of scan_chunked) with a hand-written backward: the fast path. On CUDA; on the CPU
+                  only under TRITON_INTERPRET=1 (set before importing this file).
 The gradient reaches q, k, v, g and h0, and flows back from the final state h too: state passing
-and TBTT (paper sec. 4.4-4.5) hand h to the next batch.
+and TBTT (paper sec. 4.4-4.5) hand h to the next batch. A full reset, g = -inf (exp(g) = 0), is
+computed exactly by scan_ref and scan_chunked and refused with a ValueError by scan (g = -50 does
+the same to float32 precision).
 """
 import math
 import os
+import warnings
 
 import torch
 import torch.nn.functional as F
 import triton
-import triton.language as tl
+
+import scan_triton
 
 
 def _check(q, k, v, g, h0):
@@ -88,40 +94,55 @@ def scan_ref(q, k, v, g, h0=None):
 # ----------------------------------------------------------------------------------------------
 # 2. The chunked algorithm
 
-def _intra_chunk_by_halving(q, k, v, G):
-    """Step 3 of scan_chunked for a decay per key channel: o_t = sum_{s<=t in chunk}
-    (q_t * exp(G_t - G_s)) . k_s v_s, with q, k (B, H, N, C, K), v (B, H, N, C, V), G (B, H, N, C, K).
+def _scores_plain(q, k, G):
+    """A[t, s] = sum_k q_tk k_sk exp(G_tk - G_sk) for s <= t, else 0: what step 3 computes, written
+    out with the (C, C, K) tensor of all pairwise decays. q, k, G (..., C, K) -> A (..., C, C).
+    The exponent is masked to -inf above the diagonal *before* the exp, so nothing overflows."""
+    C = q.shape[-2]
+    causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()[..., None]         # (C, C, 1)
+    decay = (G[..., :, None, :] - G[..., None, :, :]).masked_fill(~causal, -math.inf).exp()  # (..., C, C, K)
+    return torch.einsum("...tk,...sk,...tsk->...ts", q, k, decay)
 
+
+def _scores_by_halving(q, k, G, R):
+    """_scores_plain without the (C, C, K) tensor: O(C K log C) exps instead of O(C^2 K).
     The pairs s < t are split by halving: in each block of 2h tokens the h tokens of the second half
     read the h tokens of the first half through the first half's last position m, with
     exp(G_t - G_s) = exp(G_t - G_m) * exp(G_m - G_s): both factors are <= 1 since s <= m < t, and
-    the block is two ordinary matrix products. Every pair s < t is split at exactly one level
-    (h = C/2, C/4, ..., 1), and s = t has decay 1. Cost: log2(C) levels of O(C K) exps per chunk,
-    against O(C^2 K) for the (C, C, K) tensor of all pairwise decays."""
-    B, H, N, C, K = q.shape
-    V = v.shape[-1]
-    o = (q * k).sum(-1, keepdim=True) * v
+    the block is one matrix product. Every pair s < t is split at exactly one level (h = C/2, C/4,
+    ..., 1), and s = t has decay 1. (The Triton kernel splits the chunk into sub-chunks instead.)
+    R counts full resets (scan_chunked, step 2): a factor across one is 0."""
+    C, K = q.shape[-2:]
+    A = (q * k).sum(-1).diag_embed()                                   # s = t, (..., C, C)
     h = C // 2
     while h >= 1:
-        blocks = (B, H, N * C // (2 * h), 2, h)   # (..., which half, position in the half)
-        qb, kb, vb, Gb = q.view(*blocks, K), k.view(*blocks, K), v.view(*blocks, V), G.view(*blocks, K)
-        Gm = Gb[..., 0, -1:, :]                                  # G at the first half's last token
-        q2 = (Gb[..., 1, :, :] - Gm).exp_() * qb[..., 1, :, :]   # second half, decayed back to m
-        k1 = (Gm - Gb[..., 0, :, :]).exp_() * kb[..., 0, :, :]   # first half, decayed forward to m
-        o.view(*blocks, V)[..., 1, :, :] += (q2 @ k1.transpose(-1, -2)) @ vb[..., 0, :, :]
+        blocks = (*q.shape[:-2], C // (2 * h), 2, h, K)   # (..., block, which half, position in it, K)
+        qb, kb, Gb, Rb = q.view(blocks), k.view(blocks), G.view(blocks), R.view(blocks)
+        G_m, R_m = Gb[..., 0, -1:, :], Rb[..., 0, -1:, :]              # at the first half's last token
+        q_2 = _decay(Gb[..., 1, :, :], Rb[..., 1, :, :], G_m, R_m) * qb[..., 1, :, :]   # second half, back to m
+        k_1 = _decay(G_m, R_m, Gb[..., 0, :, :], Rb[..., 0, :, :]) * kb[..., 0, :, :]   # first half, forward to m
+        # the (2h, 2h) blocks on A's diagonal, as a view (..., 2h, 2h, block); add the lower-left quarter
+        A_blocks = A.view(*A.shape[:-2], C // (2 * h), 2 * h, C // (2 * h), 2 * h).diagonal(dim1=-4, dim2=-2)
+        A_blocks[..., h:, :h, :] += (q_2 @ k_1.transpose(-1, -2)).movedim(-3, -1)
         h //= 2
-    return o
+    return A
+
+
+def _decay(G_t, R_t, G_s, R_s):
+    """exp(G_t - G_s), the decay from s to t, or 0 where a full reset lies between (R_t != R_s)."""
+    return (G_t - G_s).masked_fill(R_t != R_s, -math.inf).exp()
 
 
 def scan_chunked(q, k, v, g, h0=None, chunk_size=64):
-    """The recurrence in chunks of C = chunk_size tokens (C a power of two), in five steps.
+    """The recurrence in chunks of C = chunk_size tokens (C a power of two), in six steps.
 
-    Unrolling eq. 1a inside a chunk whose incoming state is S (paper eq. 4a, with G the cumulative
+    Unrolling eq. 1a inside a chunk whose incoming state is S_n (paper eq. 4a, with G the cumulative
     log decay since the chunk began):
-        o_t = sum_{s<=t in chunk} (q_t * exp(G_t - G_s)) . k_s  v_s   +   (q_t * exp(G_t))^T S
+        o_t = sum_{s<=t in chunk} (q_t * exp(G_t - G_s)) . k_s  v_s   +   (q_t * exp(G_t))^T S_n
     The first term is attention-like and done with matrix products; the second reads the carried
     state. Every exp below has an argument <= 0 (G falls as t grows): nothing overflows, even for
-    g = -50, where a naive q * exp(G) times k * exp(-G) split would give inf * 0 = NaN.
+    g = -50, where a naive q * exp(G) times k * exp(-G) split would give inf * 0 = NaN. g = -inf (a
+    full reset) is computed exactly, as the loop does: it is counted apart from G (step 2).
     """
     B, T, H, K, V = _check(q, k, v, g, h0)
     if chunk_size < 1 or chunk_size & (chunk_size - 1):
@@ -139,272 +160,85 @@ def scan_chunked(q, k, v, g, h0=None, chunk_size=64):
         return x.view(B, N, C, H, x.shape[-1]).permute(0, 3, 1, 2, 4).to(acc, memory_format=torch.contiguous_format)
     q, k, v, g = chunks(q), chunks(k), chunks(v), chunks(g)
 
-    # 2. Cumulative log decay inside each chunk: G[..., t, :] = g_0 + ... + g_t (chunk-local t).
-    G = g.cumsum(dim=3)
+    # 2. Cumulative log decay inside each chunk: G[..., t, :] = g_0 + ... + g_t (chunk-local t). A
+    #    full reset (g = -inf) would make G_t - G_s = -inf - (-inf) = NaN: it adds 0 to G instead,
+    #    and 1 to R, the resets so far; exp(G_t - G_s) is then 0 where R_t != R_s (_decay).
+    reset = torch.isneginf(g)
+    G, R = g.masked_fill(reset, 0.0).cumsum(dim=3), reset.cumsum(dim=3)
 
-    # 3. Inside each chunk, sum_{s<=t} exp(G_t - G_s) (q_t . k_s) v_s. With one decay per head
-    #    this is SSD's masked product ((Q K^T) * L) V with L[t, s] = exp(G_t - G_s) for s <= t, and
-    #    0 above the diagonal (Dao & Gu, 2024): the exponent is masked to -inf *before* the exp, so
-    #    no entry overflows. With a decay per key channel, L would need a K axis: see the halving.
+    # 3. The scores A[t, s] = sum_k q_tk k_sk exp(G_tk - G_sk), s <= t in one chunk (_scores_plain).
+    #    With one decay per head this is SSD's masked product (Q K^T) * L with L[t, s] = exp(G_t - G_s)
+    #    (Dao & Gu, 2024); with a decay per key channel L needs a K axis: halving avoids storing it.
     if g.shape[-1] == 1:
         causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
-        L = (G - G.transpose(-1, -2)).masked_fill(~causal, -math.inf).exp()   # (B, H, N, C, C)
-        o = ((q @ k.transpose(-1, -2)) * L) @ v
+        apart = ~causal | (R != R.transpose(-1, -2))                  # s > t, or a full reset between
+        L = (G - G.transpose(-1, -2)).masked_fill(apart, -math.inf).exp()   # (B, H, N, C, C)
+        A = (q @ k.transpose(-1, -2)) * L
     else:
-        o = _intra_chunk_by_halving(q, k, v, G)
+        A = _scores_by_halving(q, k, G, R)
 
-    # 4. What each chunk adds to the state (eq. 4a inside the chunk), and its total decay.
-    G_last = G[..., -1:, :]                                              # (B, H, N, 1, K|1)
-    dS = (k * (G_last - G).exp()).transpose(-1, -2) @ v                  # (B, H, N, K, V)
-    a = G_last.exp().transpose(-1, -2)                                   # (B, H, N, K|1, 1)
+    # 4. What each chunk adds to the state by its end (eq. 4a inside the chunk), and its total decay.
+    G_last, R_last, zero = G[..., -1:, :], R[..., -1:, :], torch.zeros_like(R[..., :1, :])
+    U = (k * _decay(G_last, R_last, G, R)).transpose(-1, -2) @ v        # (B, H, N, K, V)
+    a = _decay(G_last, R_last, 0.0, zero).transpose(-1, -2)              # (B, H, N, K|1, 1)
 
-    # 5. Carry the state across chunks (the only loop: N = T / C steps), and let every token read
-    #    the state its chunk started from, decayed to its position (the second term of eq. 4b).
+    # 5. Carry the state across chunks (the only loop: N = T / C steps): S_n enters chunk n.
     S = torch.zeros(B, H, K, V, dtype=acc, device=q.device) if h0 is None else h0.to(acc)
-    S_in = []
+    S_n = []
     for n in range(N):
-        S_in.append(S)
-        S = a[:, :, n] * S + dS[:, :, n]
-    o = o + (q * G.exp()) @ torch.stack(S_in, dim=2)
+        S_n.append(S)
+        S = a[:, :, n] * S + U[:, :, n]
+
+    # 6. Every token reads the scores of its chunk and the state its chunk started from, decayed
+    #    to its position (the second term of eq. 4b).
+    o = A @ v + (q * _decay(G, R, 0.0, zero)) @ torch.stack(S_n, dim=2)
 
     o = o.permute(0, 2, 3, 1, 4).reshape(B, N * C, H, V)[:, :T]
     return o.to(out_dtype), S
 
 
 # ----------------------------------------------------------------------------------------------
-# 3. The Triton kernels: the chunked algorithm, fast
-#
-# One program per (batch row, head, block of BV value channels) walks its chunks of BT tokens in
-# order, the state S (K x BV) held in registers, exactly like step 5 above. Inside a chunk the
-# pairs s < t are split by halving as in step 3, but as masked matrix products over the whole
-# chunk (a register tile cannot be cut into halves the way a PyTorch view can): at level h the
-# query rows in the second half of each 2h-block are decayed back to the block's midpoint m, the
-# key rows in the first half forward to m, and the product is kept only for pairs in one block.
-#
-# The backward pass is two more walks over the chunks, from the gradients of eq. 1:
-#   dq_t = S_t do_t                       (forward in t: the state is recomputed on the way)
-#   dS_t = dS_{t+1} * exp(g_{t+1}) + q_t do_t^T,   dS_{T-1} = q_{T-1} do_{T-1}^T + dh
-#   dk_t = dS_t v_t,  dv_t = dS_t^T k_t,  dh0 = exp(g_0) * dS_0      (backward in t)
-# and dg needs no kernel: G_t = g_0 + ... + g_t enters only as q_t exp(G_t), k_t exp(-G_t) and
-# exp(G_{T-1}) in the final state, so dL/dG_t = q_t dq_t - k_t dk_t (+ sum_v h dh at t = T-1),
-# and dg is its reverse cumulative sum.
+# 3. The Triton kernels (scan_triton.py): the chunked algorithm, fast
+
+def triton_fits(device, dtype):
+    """Whether `scan` can launch on `device` with `dtype` inputs. Its tiles do not grow with K or V,
+    and tests/test_compile.py checks that every kernel fits the shared memory and registers of
+    sm_75, sm_80 and sm_90 cards; so what remains is the card's generation: Triton needs compute
+    capability 7.5, and bfloat16 products need 8.0. Warns (once per reason) when it returns False."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        reason = f"the Triton scan needs a CUDA device, got {device}"
+    else:
+        major, minor = torch.cuda.get_device_capability(device)
+        reason = (f"Triton needs compute capability 7.5 or newer, this card has {major}.{minor}"
+                  if (major, minor) < (7, 5) else
+                  f"bfloat16 products need compute capability 8.0, this card has {major}.{minor}; use float16"
+                  if dtype == torch.bfloat16 and major < 8 else None)
+    if reason is not None:
+        warnings.warn(f"scan_backend='auto' uses scan_chunked: {reason}", stacklevel=2)
+    return reason is None
+
 
 _INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"   # read by triton.jit at import, as here
 
 
-@triton.jit
-def _halving_level(G, G_chunk, rows, gs, g_mask, stride_t, h: tl.constexpr):
-    """Level h of the halving: decay factors of the query rows (second halves, back to the
-    midpoint m: exp(G_t - G_m)), of the key rows (first halves, forward to m: exp(G_m - G_s)),
-    0 for rows in the other half, and the mask of pairs that share a 2h-block."""
-    second = (rows // h) % 2 == 1
-    m = (rows // (2 * h)) * (2 * h) + h - 1
-    G_m = tl.load(G_chunk + m[:, None] * stride_t + gs[None, :], mask=g_mask[None, :], other=0.0)
-    E_q = tl.exp(tl.where(second[:, None], G - G_m, float("-inf")))
-    E_k = tl.exp(tl.where(second[:, None], float("-inf"), G_m - G))
-    same = (rows[:, None] // (2 * h)) == (rows[None, :] // (2 * h))
-    return E_q, E_k, same
-
-
-@triton.jit
-def _chunk_attention(x, y, G, G_chunk, rows, gs, g_mask, stride_t,
-                     LOG2_BT: tl.constexpr, PREC: tl.constexpr):
-    """A[t, s] = sum_k x[t, k] y[s, k] exp(G[t, k] - G[s, k]) for s <= t, else 0: (BT, BT)."""
-    diag = rows[:, None] == rows[None, :]
-    A = tl.where(diag, tl.sum(x * y, 1)[:, None], 0.0)                 # s = t: decay exp(0) = 1
-    for level in tl.static_range(LOG2_BT):
-        E_q, E_k, same = _halving_level(G, G_chunk, rows, gs, g_mask, stride_t, 1 << (LOG2_BT - 1 - level))
-        A += tl.where(same, tl.dot(x * E_q, tl.trans(y * E_k), input_precision=PREC), 0.0)
-    return A
-
-
-@triton.jit
-def _program(H, K, V, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, KG: tl.constexpr):
-    """This program's (value block, batch row, head), its row/column index ranges, and the offsets
-    and mask of its (BK, BV) slice of a (B, H, K, V) state."""
-    i_v, i_bh = tl.program_id(0), tl.program_id(1)
-    rows, ks, gs = tl.arange(0, BT), tl.arange(0, BK), tl.arange(0, KG)
-    vs = i_v * BV + tl.arange(0, BV)
-    s_off = (i_bh * K + ks[:, None]) * V + vs[None, :]
-    s_mask = (ks < K)[:, None] & (vs < V)[None, :]
-    return i_v, i_bh // H, i_bh % H, rows, ks, vs, gs, s_off, s_mask
-
-
-@triton.jit
-def _load_state(ptr, s_off, s_mask, PRESENT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr):
-    """A (BK, BV) float32 state slice, or zeros when the tensor was not given (h0 or dh is None)."""
-    if PRESENT:
-        return tl.load(ptr + s_off, mask=s_mask, other=0.0).to(tl.float32)
-    return tl.zeros((BK, BV), dtype=tl.float32)
-
-
-@triton.jit
-def _load_chunk(q, k, v, do, G_cum, b, h, c, T, Tp, H, K, V, Kg, rows, ks, vs, gs,
-                BT: tl.constexpr, DO: tl.constexpr):
-    """One chunk's tiles, in float32: q, k (BT, BK); v, do (BT, BV); the chunk-local cumulative
-    log decay G (BT, KG) and its last row G_last (KG,); a pointer to the chunk's rows of G_cum."""
-    t = c * BT + rows
-    qk_mask = (t < T)[:, None] & (ks < K)[None, :]
-    v_mask = (t < T)[:, None] & (vs < V)[None, :]
-    qk_off = ((b * T + t[:, None]) * H + h) * K + ks[None, :]
-    v_off = ((b * T + t[:, None]) * H + h) * V + vs[None, :]
-    qc = tl.load(q + qk_off, mask=qk_mask, other=0.0).to(tl.float32)
-    kc = tl.load(k + qk_off, mask=qk_mask, other=0.0).to(tl.float32)
-    vc = tl.load(v + v_off, mask=v_mask, other=0.0).to(tl.float32)
-    doc = vc
-    if DO:
-        doc = tl.load(do + v_off, mask=v_mask, other=0.0).to(tl.float32)
-    G_chunk = G_cum + ((b * Tp + c * BT) * H + h) * Kg
-    G = tl.load(G_chunk + rows[:, None] * (H * Kg) + gs[None, :], mask=(gs < Kg)[None, :], other=0.0)
-    G_last = tl.load(G_chunk + (BT - 1) * (H * Kg) + gs, mask=gs < Kg, other=0.0)
-    return qc, kc, vc, doc, G, G_last, G_chunk, qk_off, v_off, qk_mask, v_mask
-
-
-@triton.jit
-def _fwd_kernel(q, k, v, G_cum, h0, o, h_out, T, Tp, H, K, V, Kg, HAS_H0: tl.constexpr,
-                BT: tl.constexpr, LOG2_BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                KG: tl.constexpr, PREC: tl.constexpr):
-    i_v, b, h, rows, ks, vs, gs, s_off, s_mask = _program(H, K, V, BT, BK, BV, KG)
-    S = _load_state(h0, s_off, s_mask, HAS_H0, BK, BV)
-    for c in range(0, tl.cdiv(T, BT)):
-        qc, kc, vc, _, G, G_last, G_chunk, _, v_off, _, v_mask = _load_chunk(
-            q, k, v, v, G_cum, b, h, c, T, Tp, H, K, V, Kg, rows, ks, vs, gs, BT, False)
-        A = _chunk_attention(qc, kc, G, G_chunk, rows, gs, gs < Kg, H * Kg, LOG2_BT, PREC)
-        oc = tl.dot(A, vc, input_precision=PREC) + tl.dot(qc * tl.exp(G), S, input_precision=PREC)
-        tl.store(o + v_off, oc.to(o.dtype.element_ty), mask=v_mask)
-        k_end = kc * tl.exp(G_last[None, :] - G)                   # keys decayed to the chunk end
-        S = S * tl.exp(G_last)[:, None] + tl.dot(tl.trans(k_end), vc, input_precision=PREC)
-    tl.store(h_out + s_off, S, mask=s_mask)
-
-
-@triton.jit
-def _bwd_dq_kernel(q, k, v, G_cum, h0, do, dq, T, Tp, H, K, V, Kg, HAS_H0: tl.constexpr,
-                   BT: tl.constexpr, LOG2_BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                   KG: tl.constexpr, PREC: tl.constexpr):
-    """dq_t = S_t do_t, over this program's BV value channels (the wrapper sums the blocks)."""
-    i_v, b, h, rows, ks, vs, gs, s_off, s_mask = _program(H, K, V, BT, BK, BV, KG)
-    S = _load_state(h0, s_off, s_mask, HAS_H0, BK, BV)
-    B_T = tl.num_programs(1) // H * T
-    for c in range(0, tl.cdiv(T, BT)):
-        _, kc, vc, doc, G, G_last, G_chunk, qk_off, _, qk_mask, _ = _load_chunk(
-            q, k, v, do, G_cum, b, h, c, T, Tp, H, K, V, Kg, rows, ks, vs, gs, BT, True)
-        W = tl.dot(doc, tl.trans(vc), input_precision=PREC)         # W[t, s] = do_t . v_s
-        dqc = tl.dot(doc, tl.trans(S), input_precision=PREC) * tl.exp(G)   # from the chunk's S_in
-        diag = rows[:, None] == rows[None, :]
-        dqc += tl.sum(tl.where(diag, W, 0.0), 1)[:, None] * kc             # s = t
-        for level in tl.static_range(LOG2_BT):
-            E_q, E_k, same = _halving_level(G, G_chunk, rows, gs, gs < Kg, H * Kg, 1 << (LOG2_BT - 1 - level))
-            dqc += E_q * tl.dot(tl.where(same, W, 0.0), kc * E_k, input_precision=PREC)
-        tl.store(dq + i_v * B_T * H * K + qk_off, dqc, mask=qk_mask)
-        k_end = kc * tl.exp(G_last[None, :] - G)
-        S = S * tl.exp(G_last)[:, None] + tl.dot(tl.trans(k_end), vc, input_precision=PREC)
-
-
-@triton.jit
-def _bwd_dkdv_kernel(q, k, v, G_cum, do, dh, dk, dv, dh0, T, Tp, H, K, V, Kg,
-                     HAS_DH: tl.constexpr, BT: tl.constexpr, LOG2_BT: tl.constexpr,
-                     BK: tl.constexpr, BV: tl.constexpr, KG: tl.constexpr, PREC: tl.constexpr):
-    """dk (over this program's BV channels; the wrapper sums the blocks), dv and dh0, walking the
-    chunks from last to first with D = dL/dS at the end of the chunk."""
-    i_v, b, h, rows, ks, vs, gs, s_off, s_mask = _program(H, K, V, BT, BK, BV, KG)
-    D = _load_state(dh, s_off, s_mask, HAS_DH, BK, BV)
-    B_T = tl.num_programs(1) // H * T
-    n_chunks = tl.cdiv(T, BT)
-    for i in range(0, n_chunks):
-        c = n_chunks - 1 - i
-        qc, kc, vc, doc, G, G_last, G_chunk, qk_off, v_off, qk_mask, v_mask = _load_chunk(
-            q, k, v, do, G_cum, b, h, c, T, Tp, H, K, V, Kg, rows, ks, vs, gs, BT, True)
-        A = _chunk_attention(qc, kc, G, G_chunk, rows, gs, gs < Kg, H * Kg, LOG2_BT, PREC)
-        W = tl.dot(doc, tl.trans(vc), input_precision=PREC)         # W[t, s] = do_t . v_s
-        decay_end = tl.exp(G_last[None, :] - G)                     # exp(G_last - G_s)
-        dvc = tl.dot(tl.trans(A), doc, input_precision=PREC) + tl.dot(kc * decay_end, D, input_precision=PREC)
-        dkc = tl.dot(vc, tl.trans(D), input_precision=PREC) * decay_end
-        diag = rows[:, None] == rows[None, :]
-        dkc += tl.sum(tl.where(diag, W, 0.0), 0)[:, None] * qc             # t = s
-        for level in tl.static_range(LOG2_BT):
-            E_q, E_k, same = _halving_level(G, G_chunk, rows, gs, gs < Kg, H * Kg, 1 << (LOG2_BT - 1 - level))
-            dkc += E_k * tl.dot(tl.trans(tl.where(same, W, 0.0)), qc * E_q, input_precision=PREC)
-        tl.store(dk + i_v * B_T * H * K + qk_off, dkc, mask=qk_mask)
-        tl.store(dv + v_off, dvc.to(dv.dtype.element_ty), mask=v_mask)
-        D = D * tl.exp(G_last)[:, None] + tl.dot(tl.trans(qc * tl.exp(G)), doc, input_precision=PREC)
-    tl.store(dh0 + s_off, D, mask=s_mask)
-
-
-def _chunk_cumsum(g, BT):
-    """G_cum (B, Tp, H, K|1), float32: g's cumulative sum inside each chunk of BT tokens, T padded
-    with g = 0 to Tp, a multiple of BT (padding decays nothing, so G_last is the chunk's decay)."""
-    B, T, H = g.shape[:3]
-    g = g.float() if g.dim() == 4 else g.float()[..., None]
-    Tp = -(-T // BT) * BT
-    g = F.pad(g, (0, 0, 0, 0, 0, Tp - T))
-    return g.view(B, Tp // BT, BT, H, -1).cumsum(2).view(B, Tp, H, -1).contiguous()
-
-
-class _Scan(torch.autograd.Function):
-
-    @staticmethod
-    def forward(ctx, q, k, v, g, h0, chunk_size):
-        B, T, H, K = q.shape
-        V = v.shape[-1]
-        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-        h0 = None if h0 is None else h0.contiguous()
-        G_cum = _chunk_cumsum(g, chunk_size)
-        o = torch.empty_like(v)
-        h = torch.empty(B, H, K, V, dtype=torch.float32, device=q.device)
-        meta = _meta(q, K, V, G_cum.shape[-1], chunk_size)
-        grid = (triton.cdiv(V, meta["BV"]), B * H)
-        _fwd_kernel[grid](q, k, v, G_cum, h if h0 is None else h0, o, h, T, G_cum.shape[1], H, K, V,
-                          G_cum.shape[-1], HAS_H0=h0 is not None, **meta)
-        ctx.save_for_backward(q, k, v, g, h0, h)
-        ctx.chunk_size = chunk_size
-        return o, h
-
-    @staticmethod
-    def backward(ctx, do, dh):
-        q, k, v, g, h0, h = ctx.saved_tensors
-        B, T, H, K = q.shape
-        V = v.shape[-1]
-        do = torch.zeros_like(v) if do is None else do.contiguous()
-        G_cum = _chunk_cumsum(g, ctx.chunk_size)
-        meta = _meta(q, K, V, G_cum.shape[-1], ctx.chunk_size)
-        n_v = triton.cdiv(V, meta["BV"])
-        dq = torch.empty(n_v, B, T, H, K, dtype=torch.float32, device=q.device)   # one per V block
-        dk = torch.empty_like(dq)
-        dv = torch.empty_like(v)
-        dh0 = torch.empty(B, H, K, V, dtype=torch.float32, device=q.device)
-        args = (T, G_cum.shape[1], H, K, V, G_cum.shape[-1])
-        _bwd_dq_kernel[(n_v, B * H)](q, k, v, G_cum, h if h0 is None else h0, do, dq, *args,
-                                     HAS_H0=h0 is not None, **meta)
-        _bwd_dkdv_kernel[(n_v, B * H)](q, k, v, G_cum, do, dh0 if dh is None else dh.contiguous(),
-                                       dk, dv, dh0, *args, HAS_DH=dh is not None, **meta)
-        dq, dk = dq.sum(0), dk.sum(0)
-        dG = q.float() * dq - k.float() * dk                       # dL/dG_t, (B, T, H, K)
-        if dh is not None:
-            dG[:, -1] += (h * dh.float()).sum(-1)                   # G_{T-1} scales the final state
-        if g.dim() == 3:
-            dG = dG.sum(-1)
-        dg = dG.flip(1).cumsum(1).flip(1)                           # G_t = g_0 + ... + g_t
-        return (dq.to(q.dtype), dk.to(k.dtype), dv, dg.to(g.dtype),
-                None if h0 is None else dh0.to(h0.dtype), None)
-
-
-def _meta(q, K, V, Kg, BT):
-    """Tile sizes: K whole (at least 16, the smallest tl.dot), V in blocks of at most 64."""
-    BK = max(16, triton.next_power_of_2(K))
-    return dict(BT=BT, LOG2_BT=BT.bit_length() - 1, BK=BK, BV=min(64, max(16, triton.next_power_of_2(V))),
-                KG=1 if Kg == 1 else BK, PREC="ieee" if q.dtype == torch.float32 else "tf32")
-
-
 def scan(q, k, v, g, h0=None, chunk_size=64):
     """The chunked scan as Triton kernels, with a hand-written backward. Same contract as
-    scan_chunked; float32, bfloat16 or float16 inputs (the state and accumulation in float32);
-    chunk_size a power of two from 16 to 128."""
+    scan_chunked, except that g = -inf (a full reset) is refused with a ValueError; float32, bfloat16 or float16 inputs (the state and
+    accumulation in float32). chunk_size: a power of two; the kernels use C = 16 .. 64 (they hold
+    (C, C) tiles of scores in registers), which changes how the work is split, never the result."""
     _check(q, k, v, g, h0)
+    if torch.isneginf(g).any():
+        raise ValueError("g contains -inf (a full reset), which the Triton scan refuses (its kernels would "
+                         "compute -inf - (-inf) = NaN): pass a large finite log decay such as g = -50 "
+                         "(exp(-50) ~ 2e-22), or use scan_chunked or scan_ref, which compute -inf exactly")
     if q.dtype == torch.float64:
         raise ValueError("scan takes float32, bfloat16 or float16; use scan_chunked for float64")
-    if chunk_size not in (16, 32, 64, 128):
-        raise ValueError(f"chunk_size must be 16, 32, 64 or 128 for the Triton scan, got {chunk_size}")
+    if chunk_size < 1 or chunk_size & (chunk_size - 1):
+        raise ValueError(f"chunk_size must be a power of two, got {chunk_size}")
     if q.device.type != "cuda" and not _INTERPRETED:
         raise RuntimeError("the Triton scan runs on CUDA tensors, or on the CPU when TRITON_INTERPRET=1 "
                            "is set before scan_kernel is imported; on the CPU use scan_chunked")
-    return _Scan.apply(q, k, v, g, h0, chunk_size)
+    C = max(16, min(chunk_size, 64, triton.next_power_of_2(q.shape[1])))
+    capability = torch.cuda.get_device_capability(q.device) if q.is_cuda else (9, 0)
+    return scan_triton.Scan.apply(q, k, v, g, h0, C, scan_triton.config(q.dtype, capability, q.shape[3], v.shape[3]))

@@ -2,14 +2,38 @@
 
 The Triton kernels run here through Triton's interpreter (conftest.py sets TRITON_INTERPRET=1),
 which is slow, so the shapes are small but cover every path: T = 1, T shorter than a chunk, T equal
-to a chunk, T not a multiple of the chunk, K and V that are not powers of two, V wider than one
-64-channel block (so the kernels' per-block partial sums are exercised), with and without h0, and
-both forms of g.
+to a chunk, T not a multiple of the chunk, K and V that are not powers of two, K and V wider than
+one tile (so the kernels' tiles over K and V are exercised), with and without h0, and both forms
+of g. On a machine with CUDA, the same tests run the compiled kernels on the GPU with
+
+    TRITON_INTERPRET=0 python -m pytest tests/test_scan.py tests/test_compile.py
+
+(the references still run on the CPU in float64), adding bfloat16 at the official shapes.
 """
+import math
+import os
+
 import pytest
 import torch
 
-from scan_kernel import scan, scan_chunked, scan_ref
+from scan_kernel import _scores_by_halving, _scores_plain, scan, scan_chunked, scan_ref
+
+DEVICE = "cuda" if os.environ.get("TRITON_INTERPRET") == "0" else "cpu"   # where `scan` runs
+if DEVICE == "cuda" and not torch.cuda.is_available():
+    raise RuntimeError("TRITON_INTERPRET=0 runs the compiled Triton scan, which needs CUDA; "
+                       "without a GPU leave TRITON_INTERPRET unset")
+
+
+def on_device(fn):
+    """fn run on DEVICE, its outputs returned on the CPU (for scan; the references stay on the CPU)."""
+    def run(*args, **kw):
+        args = [a.to(DEVICE) if torch.is_tensor(a) else a for a in args]
+        return tuple(x.cpu() for x in fn(*args, **kw))
+    run.__name__ = fn.__name__
+    return run
+
+
+triton_scan = on_device(scan)
 
 # (B, T, H, K, V, chunk_size)
 SHAPES = [
@@ -17,7 +41,7 @@ SHAPES = [
     (1, 11, 2, 5, 3, 16),    # T < chunk, odd K and V
     (2, 32, 1, 8, 16, 16),   # T a multiple of the chunk
     (2, 37, 3, 7, 5, 16),    # T not a multiple of the chunk
-    (1, 45, 1, 33, 70, 32),  # K > 32, V spans two value blocks of 64
+    (1, 45, 1, 33, 70, 32),  # K > 32, V > 64: several tiles of K and of V on every card
 ]
 
 
@@ -63,8 +87,17 @@ def test_three_scans_agree(shape, per_channel, with_h0):
     want = outputs_and_grads(scan_ref, inputs, torch.float64)
     chunked = outputs_and_grads(scan_chunked, inputs, torch.float64, chunk_size=C)
     assert_close(chunked, want, 1e-10, "scan_chunked (float64)")
-    triton = outputs_and_grads(scan, inputs, torch.float32, chunk_size=C)
+    triton = outputs_and_grads(triton_scan, inputs, torch.float32, chunk_size=C)
     assert_close(triton, want, 1e-4, "scan (Triton, float32)")
+
+
+def test_halving_computes_the_plain_masked_product():
+    # Step 3 for a decay per key channel: the halving equals the (C, C, K) masked product it avoids.
+    gen = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 3, 32, 5, generator=gen, dtype=torch.float64), torch.randn(2, 3, 32, 5, generator=gen, dtype=torch.float64)
+    G = -torch.rand(2, 3, 32, 5, generator=gen, dtype=torch.float64).cumsum(-2)
+    R = torch.zeros_like(G, dtype=torch.long)                                  # no full resets
+    torch.testing.assert_close(_scores_by_halving(q, k, G, R), _scores_plain(q, k, G), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("per_channel", [False, True], ids=["g_per_head", "g_per_channel"])
@@ -81,7 +114,7 @@ def test_no_decay_is_a_running_sum(per_channel):
     g = torch.zeros_like(g)
     S = h0[:, None] + torch.cumsum(k[..., :, None] * v[..., None, :], dim=1)    # (B, T, H, K, V)
     o_want = torch.einsum("bthk,bthkv->bthv", q, S)
-    for fn in (scan_chunked, scan):
+    for fn in (scan_chunked, triton_scan):
         o, h = fn(q, k, v, g, h0, chunk_size=16)
         torch.testing.assert_close(o, o_want, rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(h, S[:, -1], rtol=1e-4, atol=1e-4)
@@ -95,7 +128,7 @@ def test_total_decay_forgets_everything(per_channel):
     g = torch.full_like(g, -50.0)
     o_want = (q * k).sum(-1, keepdim=True) * v
     h_want = k[:, -1, :, :, None] * v[:, -1, :, None, :]
-    for fn in (scan_chunked, scan):
+    for fn in (scan_chunked, triton_scan):
         inputs = [x.clone().requires_grad_() for x in (q, k, v, g, h0)]
         o, h = fn(*inputs, chunk_size=16)
         torch.testing.assert_close(o, o_want, rtol=1e-5, atol=1e-5)
@@ -117,7 +150,7 @@ def test_long_sequence_chunked_matches_loop():
     assert ((h - h_ref).abs().max() / h_ref.abs().max()) < 1e-5
 
 
-@pytest.mark.parametrize("fn", [scan_chunked, scan])
+@pytest.mark.parametrize("fn", [scan_chunked, triton_scan], ids=["scan_chunked", "scan"])
 def test_streaming_equals_one_pass(fn):
     # Two calls with the final state carried equal one call, in value and in gradient: the property
     # that state passing, TBTT and streamed evaluation rest on.
@@ -136,13 +169,13 @@ def test_streaming_equals_one_pass(fn):
 def test_low_precision_inputs(dtype, rtol):
     q, k, v, g, h0 = make_inputs(1, 40, 2, 8, 16, per_channel=False, with_h0=True, dtype=dtype)
     o_ref, h_ref = scan_ref(*(x.double() for x in (q, k, v, g, h0)))
-    o, h = scan(q, k, v, g, h0, chunk_size=16)
+    o, h = triton_scan(q, k, v, g, h0, chunk_size=16)
     assert o.dtype == dtype and h.dtype == torch.float32
     assert ((o.double() - o_ref).abs().max() / o_ref.abs().max()) < rtol
     assert ((h.double() - h_ref).abs().max() / h_ref.abs().max()) < 1e-5   # the state stays float32
 
 
-@pytest.mark.parametrize("fn", [scan_ref, scan_chunked, scan])
+@pytest.mark.parametrize("fn", [scan_ref, scan_chunked, triton_scan], ids=["scan_ref", "scan_chunked", "scan"])
 def test_bad_input_names_the_argument(fn):
     q, k, v, g, h0 = make_inputs(1, 8, 2, 4, 3, per_channel=True, with_h0=True, dtype=torch.float32)
     bad = {
@@ -158,3 +191,38 @@ def test_bad_input_names_the_argument(fn):
         args = dict(q=q, k=k, v=v, g=g, h0=h0) | change
         with pytest.raises(ValueError, match=message):
             fn(**args)
+
+
+@pytest.mark.parametrize("per_channel", [False, True], ids=["g_per_head", "g_per_channel"])
+def test_full_reset(per_channel):
+    # g = -inf at t = 20 (exp(g) = 0): the loop forgets everything before, so from t = 20 on it
+    # equals a fresh scan of tokens 20.. from a zero state. scan_chunked computes it exactly, in value
+    # and gradient; the Triton scan refuses it and says what to pass instead: g = -50 gives the same.
+    q, k, v, g, h0 = make_inputs(1, 40, 2, 4, 3, per_channel, with_h0=True)
+    g[:, 20] = -math.inf
+    g[:, 37] = -math.inf                                   # two resets in one chunk of 16 (32 .. 47)
+    want = outputs_and_grads(scan_ref, (q, k, v, g, h0), torch.float64)
+    o_fresh, h_fresh = scan_ref(q[:, 37:], k[:, 37:], v[:, 37:], g[:, 37:])
+    assert all(x.isfinite().all() for x in want)
+    torch.testing.assert_close(want[0][:, 37:], o_fresh, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(want[1], h_fresh, rtol=1e-12, atol=1e-12)
+    assert_close(outputs_and_grads(scan_chunked, (q, k, v, g, h0), torch.float64, chunk_size=16), want, 1e-10,
+                 "scan_chunked with g = -inf")
+    with pytest.raises(ValueError, match="g contains -inf"):
+        triton_scan(*(x.float() for x in (q, k, v, g, h0)), chunk_size=16)
+    g50 = g.masked_fill(g.isneginf(), -50.0)
+    o50, h50 = triton_scan(*(x.float() for x in (q, k, v, g50, h0)), chunk_size=16)
+    assert ((o50.double() - want[0]).abs().max() / want[0].abs().max()) < 1e-5
+    assert ((h50.double() - want[1]).abs().max() / want[1].abs().max()) < 1e-5
+
+
+# The official shapes: Mamba-2 (d_state 128 x headdim 64, one decay per head) and GLA 340M (128 x 256,
+# a decay per key channel), in bfloat16, short T (the interpreter is slow); every card tiles them alike.
+@pytest.mark.parametrize("K, V, per_channel", [(128, 64, False), (128, 256, True)], ids=["Mamba-2", "GLA"])
+def test_official_shapes_bfloat16(K, V, per_channel):
+    inputs = make_inputs(1, 80, 1, K, V, per_channel, with_h0=True)
+    inputs = [x / math.sqrt(K) if i < 2 else x for i, x in enumerate(inputs)]    # q, k scaled as in attention
+    inputs = [x.to(torch.bfloat16).double() for x in inputs]                     # the same rounded inputs for both
+    want = outputs_and_grads(scan_ref, inputs, torch.float64)
+    got = outputs_and_grads(triton_scan, inputs, torch.bfloat16, chunk_size=64)
+    assert_close(got, want, 2e-2, "scan (Triton, bfloat16)")

@@ -1,0 +1,443 @@
+"""
+The Triton kernels behind `scan_kernel.scan`: scan_chunked's numbered steps as GPU kernels, with a
+hand-written backward. (Their own file because kernels, docstrings and the backward are as long as
+the rest of scan_kernel.py: together the two would be twice what a file should be.)
+
+Read each kernel next to the step of scan_chunked with the same number. Per (batch row, head):
+    2. G      the cumulative log decay inside each chunk of C tokens (PyTorch: _chunk_cumsum)
+    3. A      A[t, s] = sum_k q_tk k_sk exp(G_tk - G_sk) for s <= t in one chunk, (C, C)   _scores_kernel
+    4. U_n    (k * exp(G_last - G))^T v: what chunk n adds to the state, (K, V)            _chunk_state_kernel
+    5. S_n    the state entering chunk n: S_{n+1} = exp(G_last) * S_n + U_n (the only loop) _carry_kernel
+    6. o      A v + (q * exp(G)) S_n                                                       _read_state_kernel
+Steps 3, 4 and 6 run one program per chunk (and per tile of K or V), step 5 one per state tile.
+
+The backward runs the same kernels the other way round: with dA = do v^T (masked to s <= t) and
+D_n = dL/dS at the end of chunk n (a gradient of the state, unrelated to Mamba's skip parameter D;
+U_n above is an increment of the state, not a gradient),
+    4'. W_n = (q * exp(G))^T do     what chunk n's outputs add to dL/d(its incoming state)
+    5'. D_{n-1} = exp(G_last) * D_n + W_n, from the last chunk to the first; D before chunk 0 is dh0
+    6'. dv = A^T do + (k * exp(G_last - G)) D_n
+    3'. dA, then dq = (do S_n^T) * exp(G) + dA-part,   dk = (v D_n^T) * exp(G_last - G) + dA-part
+and dg needs no kernel (see Scan.backward).
+
+Layouts (contiguous, float32 unless said): q, k (B, T, H, K) and v, o (B, T, H, V) in the input
+dtype; G (B, N*C, H, K|1); A (B*H, N, C, C); states U, S_n, W, D (B*H, N, K, V). Program axes:
+0 = tile of K and/or V (or the sub-chunk), 1 = the chunk n, 2 = batch row * H + head.
+"""
+import torch
+import torch.nn.functional as F
+import triton
+import triton.language as tl
+
+BC = 16   # sub-chunk length for a decay per key channel (step 3); 16 is the smallest tl.dot
+
+
+@triton.jit
+def _load_rows(ptr, b, h, t, d, T, H, D):
+    """x[b, t, h, d] of a (B, T, H, D) tensor for token rows t (R,) and channels d (W,), as float32
+    (R, W); 0 outside t < T, d < D (the padding of step 1)."""
+    mask = (t < T)[:, None] & (d < D)[None, :]
+    return tl.load(ptr + ((b * T + t[:, None]) * H + h) * D + d[None, :], mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _load_G(G, b, h, t, d, Tp, H, Kg):
+    """G[b, t, h, d % Kg] as float32 (R, W): Kg = 1 (one decay per head) reads channel 0 for every d."""
+    return tl.load(G + ((b * Tp + t[:, None]) * H + h) * Kg + d[None, :] % Kg, mask=(t < Tp)[:, None], other=0.0)
+
+
+@triton.jit
+def _store_rows(ptr, x, b, h, t, d, T, H, D):
+    """Store x (R, W) into rows t, channels d of a (B, T, H, D) tensor, cast to its dtype."""
+    mask = (t < T)[:, None] & (d < D)[None, :]
+    tl.store(ptr + ((b * T + t[:, None]) * H + h) * D + d[None, :], x.to(ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _state_offsets(bh, n, N, dk, dv, K, V):
+    """Offsets and mask of the (BK, BV) tile at rows dk, columns dv of chunk n's (K, V) state."""
+    return ((bh * N + n) * K + dk[:, None]) * V + dv[None, :], (dk < K)[:, None] & (dv < V)[None, :]
+
+
+@triton.jit
+def _scores_kernel(q, k, G, A, T, H, K, C: tl.constexpr, SUB: tl.constexpr, BK: tl.constexpr,
+                   PER_CHANNEL: tl.constexpr, PREC: tl.constexpr):
+    """Step 3: rows i*SUB .. (i+1)*SUB - 1 of one chunk's scores A (C, C), program (i, n, b*H + h).
+
+    Reads q, k (SUB or C, BK) tiles and G over K in BK steps; writes A's (SUB, C) row block.
+    One decay per head (SUB = C): SSD's single masked product (q k^T) * L, L[t, s] = exp(G_t - G_s).
+    A decay per key channel (SUB = 16): keys before the sub-chunk are decayed forward to its first
+    row r and its queries back to r, so both factors are <= 1 and the block is one tl.dot; the
+    (16, 16) diagonal block is the plain masked product (scan_kernel._scores_plain), one key at a
+    time. (scan_chunked halves the chunk instead: a register tile cannot be cut the way a view can.)"""
+    i, n, bh, N = tl.program_id(0), tl.program_id(1), tl.program_id(2), tl.num_programs(1)
+    b, h, r, Kg = bh // H, bh % H, i * SUB, K if PER_CHANNEL else 1
+    rows, cols = r + tl.arange(0, SUB), tl.arange(0, C)                 # chunk-local t and s
+    t, s = n * C + rows, n * C + cols
+    acc = tl.zeros((SUB, C), dtype=tl.float32)
+    for k0 in range(0, K, BK):
+        d = k0 + tl.arange(0, BK)
+        q_t, k_s = _load_rows(q, b, h, t, d, T, H, K), _load_rows(k, b, h, s, d, T, H, K)
+        if PER_CHANNEL:
+            G_t, G_s = _load_G(G, b, h, t, d, N * C, H, Kg), _load_G(G, b, h, s, d, N * C, H, Kg)
+            G_r = tl.sum(tl.where((rows == r)[:, None], G_t, 0.0), 0)     # G at row r, (BK,)
+            q_r = q_t * tl.exp(G_t - G_r[None, :])                         # t >= r
+            k_r = k_s * tl.exp(tl.where((cols < r)[:, None], G_r[None, :] - G_s, float("-inf")))
+            acc += tl.dot(q_r, tl.trans(k_r), input_precision=PREC)      # keys s < r
+            for j in range(0, SUB):                                       # keys s = r + j
+                k_j = _load_rows(k, b, h, n * C + r + j + tl.zeros((1,), tl.int32), d, T, H, K)
+                G_j = _load_G(G, b, h, n * C + r + j + tl.zeros((1,), tl.int32), d, N * C, H, Kg)
+                decay = tl.exp(tl.where((rows >= r + j)[:, None], G_t - G_j, float("-inf")))
+                a_j = tl.sum(q_t * k_j * decay, 1)                        # A[t, r + j], (SUB,)
+                acc += tl.where((cols == r + j)[None, :], a_j[:, None], 0.0)
+        else:
+            acc += tl.dot(q_t, tl.trans(k_s), input_precision=PREC)
+    if not PER_CHANNEL:
+        G_t = tl.load(G + (b * N * C + t) * H + h)                         # one decay per head: Kg = 1
+        G_s = tl.load(G + (b * N * C + s) * H + h)
+        acc *= tl.exp(tl.where(rows[:, None] >= cols[None, :], G_t[:, None] - G_s[None, :], float("-inf")))
+    tl.store(A + ((bh * N + n) * C + rows[:, None]) * C + cols[None, :], acc)
+
+
+@triton.jit
+def _chunk_state_kernel(x, y, G, U, T, H, K, V, Kg, C: tl.constexpr, BK: tl.constexpr,
+                        BV: tl.constexpr, TO_END: tl.constexpr, PREC: tl.constexpr):
+    """Step 4 (TO_END): U_n = (k * exp(G_last - G))^T v, what chunk n adds to the state by its end.
+    Step 4' (not TO_END): W_n = (q * exp(G))^T do, what its outputs add to dL/d(its incoming state).
+
+    Program (tile of (K, V), n, b*H + h). Reads x (C, BK), y (C, BV) and G (C, BK) of chunk n;
+    writes the (BK, BV) tile of U or W (B*H, N, K, V)."""
+    i, n, bh, N = tl.program_id(0), tl.program_id(1), tl.program_id(2), tl.num_programs(1)
+    b, h, n_v = bh // H, bh % H, tl.cdiv(V, BV)
+    t = n * C + tl.arange(0, C)
+    dk, dv = (i // n_v) * BK + tl.arange(0, BK), (i % n_v) * BV + tl.arange(0, BV)
+    x_t, y_t = _load_rows(x, b, h, t, dk, T, H, K), _load_rows(y, b, h, t, dv, T, H, V)
+    G_t = _load_G(G, b, h, t, dk, N * C, H, Kg)
+    if TO_END:
+        G_last = _load_G(G, b, h, n * C + C - 1 + tl.zeros((1,), tl.int32), dk, N * C, H, Kg)
+        decay = tl.exp(G_last - G_t)
+    else:
+        decay = tl.exp(G_t)
+    off, mask = _state_offsets(bh, n, N, dk, dv, K, V)
+    tl.store(U + off, tl.dot(tl.trans(x_t * decay), y_t, input_precision=PREC), mask=mask)
+
+
+@triton.jit
+def _carry_kernel(U, G, init, final, H, K, V, Kg, N, C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                  HAS_INIT: tl.constexpr, REVERSE: tl.constexpr):
+    """Step 5: S_{n+1} = exp(G_last,n) * S_n + U_n over the chunks in order, S_0 = init (h0 or 0).
+    Step 5' (REVERSE): D_{n-1} = exp(G_last,n) * D_n + W_n from the last chunk back, D = init (dh or 0).
+
+    Program (tile of (K, V), b*H + h), the only sequential loop (N = T / C steps). Reads U (or W)
+    chunk by chunk and overwrites it in place with the state entering chunk n (S_n), or leaving it
+    (D_n); writes the last one to final (h, or dh0)."""
+    i, bh = tl.program_id(0), tl.program_id(2)
+    b, h, n_v = bh // H, bh % H, tl.cdiv(V, BV)
+    dk, dv = (i // n_v) * BK + tl.arange(0, BK), (i % n_v) * BV + tl.arange(0, BV)
+    off, mask = _state_offsets(bh, 0, 1, dk, dv, K, V)
+    S = tl.zeros((BK, BV), dtype=tl.float32)
+    if HAS_INIT:
+        S = tl.load(init + off, mask=mask, other=0.0).to(tl.float32)
+    for step in range(0, N):
+        n = N - 1 - step if REVERSE else step
+        G_last = _load_G(G, b, h, n * C + C - 1 + tl.zeros((1,), tl.int32), dk, N * C, H, Kg)   # (1, BK)
+        off_n, _ = _state_offsets(bh, n, N, dk, dv, K, V)
+        U_n = tl.load(U + off_n, mask=mask, other=0.0)
+        tl.store(U + off_n, S, mask=mask)
+        S = tl.exp(tl.trans(G_last)) * S + U_n
+    tl.store(final + off, S, mask=mask)
+
+
+@triton.jit
+def _read_state_kernel(A, y, x, G, S, out, T, H, K, V, Kg, C: tl.constexpr, BK: tl.constexpr,
+                       BV: tl.constexpr, BACKWARD: tl.constexpr, PREC: tl.constexpr):
+    """Step 6: o = A v + (q * exp(G)) S_n, every token reading the state its chunk started from.
+    Step 6' (BACKWARD): dv = A^T do + (k * exp(G_last - G)) D_n.
+
+    Program (tile of V, n, b*H + h). Reads A (C, C), y = v or do (C, BV), then over K in BK steps
+    x = q or k (C, BK), G (C, BK) and the (BK, BV) tile of S_n or D_n; writes o or dv (C, BV)."""
+    i, n, bh, N = tl.program_id(0), tl.program_id(1), tl.program_id(2), tl.num_programs(1)
+    b, h = bh // H, bh % H
+    rows = tl.arange(0, C)
+    t, dv = n * C + rows, i * BV + tl.arange(0, BV)
+    acc = tl.zeros((C, BV), dtype=tl.float32)
+    for s0 in tl.static_range(0, C, 16):          # A (or A^T) 16 columns at a time, read from memory
+        s = s0 + tl.arange(0, 16)
+        if BACKWARD:
+            A_s = tl.load(A + ((bh * N + n) * C + s[None, :]) * C + rows[:, None])   # A^T[t, s] = A[s, t]
+        else:
+            A_s = tl.load(A + ((bh * N + n) * C + rows[:, None]) * C + s[None, :])
+        acc += tl.dot(A_s, _load_rows(y, b, h, n * C + s, dv, T, H, V), input_precision=PREC)
+    for k0 in range(0, K, BK):
+        dk = k0 + tl.arange(0, BK)
+        G_t = _load_G(G, b, h, t, dk, N * C, H, Kg)
+        if BACKWARD:
+            G_last = _load_G(G, b, h, n * C + C - 1 + tl.zeros((1,), tl.int32), dk, N * C, H, Kg)
+            decay = tl.exp(G_last - G_t)
+        else:
+            decay = tl.exp(G_t)
+        off, mask = _state_offsets(bh, n, N, dk, dv, K, V)
+        S_n = tl.load(S + off, mask=mask, other=0.0)
+        acc += tl.dot(_load_rows(x, b, h, t, dk, T, H, K) * decay, S_n, input_precision=PREC)
+    _store_rows(out, acc, b, h, t, dv, T, H, V)
+
+
+@triton.jit
+def _dqk_kernel(q, k, v, do, G, S, D, dA, dq, dk, T, H, K, V, C: tl.constexpr, BK: tl.constexpr,
+                BV: tl.constexpr, PER_CHANNEL: tl.constexpr, PREC: tl.constexpr):
+    """The states' share of dq and dk; for one decay per head also the share of dA (step 3').
+    Program (tile of K, n, b*H + h).
+
+    Over V in BV steps reads do, v (C, BV) and the (BK, BV) tiles of S_n and D_n:
+    dq = (do S_n^T) * exp(G), dk = (v D_n^T) * exp(G_last - G). With one decay per head it then
+    reads dA * L (C, C), 16 columns at a time, and adds (dA * L) k and (dA * L)^T q: SSD's masked
+    product, transposed. Writes dq, dk (B, T, H, K) float32 (_dqk_intra_kernel adds the share of
+    dA for a decay per key channel)."""
+    i, n, bh, N = tl.program_id(0), tl.program_id(1), tl.program_id(2), tl.num_programs(1)
+    b, h, Kg = bh // H, bh % H, K if PER_CHANNEL else 1
+    rows = tl.arange(0, C)
+    t, d = n * C + rows, i * BK + tl.arange(0, BK)
+    dq_n = tl.zeros((C, BK), dtype=tl.float32)
+    dk_n = tl.zeros((C, BK), dtype=tl.float32)
+    for v0 in range(0, V, BV):
+        dv = v0 + tl.arange(0, BV)
+        off, mask = _state_offsets(bh, n, N, d, dv, K, V)
+        S_n, D_n = tl.load(S + off, mask=mask, other=0.0), tl.load(D + off, mask=mask, other=0.0)
+        dq_n += tl.dot(_load_rows(do, b, h, t, dv, T, H, V), tl.trans(S_n), input_precision=PREC)
+        dk_n += tl.dot(_load_rows(v, b, h, t, dv, T, H, V), tl.trans(D_n), input_precision=PREC)
+    G_t = _load_G(G, b, h, t, d, N * C, H, Kg)
+    G_last = _load_G(G, b, h, n * C + C - 1 + tl.zeros((1,), tl.int32), d, N * C, H, Kg)
+    dq_n *= tl.exp(G_t)
+    dk_n *= tl.exp(G_last - G_t)
+    if not PER_CHANNEL:
+        dA_n = dA + (bh * N + n) * C * C
+        for s0 in tl.static_range(0, C, 16):
+            s = s0 + tl.arange(0, 16)
+            dAL_ts = tl.load(dA_n + rows[:, None] * C + s[None, :])          # (dA * L)[t, s], s in the block
+            dAL_st = tl.load(dA_n + s[None, :] * C + rows[:, None])          # (dA * L)[t, s]^T, t in the block
+            dq_n += tl.dot(dAL_ts, _load_rows(k, b, h, n * C + s, d, T, H, K), input_precision=PREC)
+            dk_n += tl.dot(dAL_st, _load_rows(q, b, h, n * C + s, d, T, H, K), input_precision=PREC)
+    _store_rows(dq, dq_n, b, h, t, d, T, H, K)
+    _store_rows(dk, dk_n, b, h, t, d, T, H, K)
+
+
+@triton.jit
+def _dqk_intra_kernel(q, k, G, dA, dq, dk, T, H, K, C: tl.constexpr, SUB: tl.constexpr,
+                      BK: tl.constexpr, PREC: tl.constexpr):
+    """Step 3' for a decay per key channel: the dA share of dq and dk in sub-chunk i (rows r .. e),
+    dq_t += sum_{s<=t} dA[t, s] k_s exp(G_t - G_s),  dk_s += sum_{t>=s} dA[t, s] q_t exp(G_t - G_s).
+
+    Program (i + sub-chunks * tile of K, n, b*H + h). Reads q, k, G (C, BK), dA's rows and
+    columns r .. e; adds into dq, dk's (SUB, BK) tile. As in _scores_kernel: pairs across sub-chunks
+    are one tl.dot each, with factors <= 1 (through row r for dq, row e for dk); pairs inside the
+    sub-chunk go one at a time."""
+    p, n, bh, N = tl.program_id(0), tl.program_id(1), tl.program_id(2), tl.num_programs(1)
+    b, h, i, Kg = bh // H, bh % H, p % (C // SUB), K
+    r, e = i * SUB, i * SUB + SUB - 1
+    rows, cols = r + tl.arange(0, SUB), tl.arange(0, C)
+    t, s = n * C + rows, n * C + cols
+    d = (p // (C // SUB)) * BK + tl.arange(0, BK)
+    A_off = (bh * N + n) * C * C
+    q_i, k_i, G_i = _load_rows(q, b, h, t, d, T, H, K), _load_rows(k, b, h, t, d, T, H, K), _load_G(G, b, h, t, d, N * C, H, Kg)
+    G_s = _load_G(G, b, h, s, d, N * C, H, Kg)
+    G_r = tl.sum(tl.where((rows == r)[:, None], G_i, 0.0), 0)
+    G_e = tl.sum(tl.where((rows == e)[:, None], G_i, 0.0), 0)
+    dA_rows = tl.load(dA + A_off + rows[:, None] * C + cols[None, :])              # (SUB, C)
+    dA_cols = tl.load(dA + A_off + cols[:, None] * C + rows[None, :])              # (C, SUB)
+    k_r = _load_rows(k, b, h, s, d, T, H, K) * tl.exp(tl.where((cols < r)[:, None], G_r[None, :] - G_s, float("-inf")))
+    q_e = _load_rows(q, b, h, s, d, T, H, K) * tl.exp(tl.where((cols > e)[:, None], G_s - G_e[None, :], float("-inf")))
+    dq_i = tl.exp(G_i - G_r[None, :]) * tl.dot(dA_rows, k_r, input_precision=PREC)
+    dk_i = tl.exp(G_e[None, :] - G_i) * tl.dot(tl.trans(dA_cols), q_e, input_precision=PREC)
+    for j in range(0, SUB):                                      # pairs inside the sub-chunk
+        row_j = n * C + r + j + tl.zeros((1,), tl.int32)
+        G_j = _load_G(G, b, h, row_j, d, N * C, H, Kg)
+        dA_col = tl.load(dA + A_off + rows * C + r + j)          # dA[t, r + j], t in the sub-chunk
+        dA_row = tl.load(dA + A_off + (r + j) * C + rows)        # dA[r + j, s], s in the sub-chunk
+        dq_i += dA_col[:, None] * _load_rows(k, b, h, row_j, d, T, H, K) * tl.exp(
+            tl.where((rows >= r + j)[:, None], G_i - G_j, float("-inf")))
+        dk_i += dA_row[:, None] * _load_rows(q, b, h, row_j, d, T, H, K) * tl.exp(
+            tl.where((rows <= r + j)[:, None], G_j - G_i, float("-inf")))
+    _store_rows(dq, _load_rows(dq, b, h, t, d, T, H, K) + dq_i, b, h, t, d, T, H, K)
+    _store_rows(dk, _load_rows(dk, b, h, t, d, T, H, K) + dk_i, b, h, t, d, T, H, K)
+
+
+# ----------------------------------------------------------------------------------------------
+# Launching the kernels
+
+def config(dtype, capability, K, V):
+    """Tiles and launch settings for heads of K x V, `dtype` inputs, a card of compute `capability`
+    ((9, 0) for an H100): dict(BK, BV, PREC, num_warps, num_stages). The tiles do not grow with K, V,
+    so every shape fits; tests/test_compile.py checks each card's shared memory and registers.
+    Tiles are float32 in registers; their products use TF32 tensor cores for 16-bit inputs (which
+    carry less precision than TF32 anyway) and three TF32 products (float32's accuracy) for float32."""
+    fp32 = dtype == torch.float32
+    prec, warps = "tf32x3" if fp32 else "tf32", 8
+    if capability < (8, 0):                   # T4: no TF32, the products run on the CUDA cores
+        BK, BV, prec, warps = 16, 32, "ieee", 4
+    elif capability < (9, 0):                 # A100, L4, RTX 30/40: smaller tiles, or registers spill
+        BK, BV, warps = 32, 16, 8 if fp32 else 4
+    else:
+        BK, BV = (32, 32) if fp32 else (64, 64)
+    BK = max(16, min(BK, triton.next_power_of_2(K)))                      # 16: the smallest tl.dot
+    BV = max(16, min(BV, triton.next_power_of_2(V)))
+    if capability >= (9, 0) and BK * BV < 1024:   # small heads: fewer threads, or ptxas spills
+        warps = 4
+    return dict(BK=BK, BV=BV, PREC=prec, num_warps=warps, num_stages=2)
+
+
+def _chunk_cumsum(g, C):
+    """Steps 1-2: G (B, N*C, H, K|1), float32, g's cumulative sum inside each chunk of C tokens, T
+    padded with g = 0 to N*C (padding decays nothing, so G's last row is the chunk's total decay)."""
+    B, T, H = g.shape[:3]
+    g = g.float() if g.dim() == 4 else g.float()[..., None]
+    Tp = -(-T // C) * C
+    g = F.pad(g, (0, 0, 0, 0, 0, Tp - T))
+    return g.view(B, Tp // C, C, H, -1).cumsum(2).view(B, Tp, H, -1).contiguous()
+
+
+def _forward_states(q, k, v, G, h0, C, cfg):
+    """Steps 3-5: the scores A, the states S_n entering each chunk, and the final state h."""
+    (B, T, H, K), V, Kg, N = q.shape, v.shape[-1], G.shape[-1], G.shape[1] // C
+    BK, BV, run = cfg["BK"], cfg["BV"], dict(num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    sub = BC if Kg > 1 else C
+    A = torch.empty(B * H, N, C, C, dtype=torch.float32, device=q.device)
+    _scores_kernel[(C // sub, N, B * H)](q, k, G, A, T, H, K, C=C, SUB=sub, BK=BK,
+                                         PER_CHANNEL=Kg > 1, PREC=cfg["PREC"], **run)
+    n_tiles = triton.cdiv(K, BK) * triton.cdiv(V, BV)
+    S = torch.empty(B * H, N, K, V, dtype=torch.float32, device=q.device)
+    _chunk_state_kernel[(n_tiles, N, B * H)](k, v, G, S, T, H, K, V, Kg, C=C, BK=BK, BV=BV, TO_END=True,
+                                             PREC=cfg["PREC"], **run)
+    h = torch.empty(B, H, K, V, dtype=torch.float32, device=q.device)
+    # h0 = None: h stands in for the pointer, never read (HAS_INIT=False)
+    _carry_kernel[(n_tiles, 1, B * H)](S, G, h if h0 is None else h0, h, H, K, V, Kg, N, C=C, BK=BK, BV=BV,
+                                       HAS_INIT=h0 is not None, REVERSE=False, **run)
+    return A, S, h
+
+
+class Scan(torch.autograd.Function):
+    """scan_chunked's algorithm as the kernels above: apply(q, k, v, g, h0, C, cfg) -> (o, h)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, g, h0, C, cfg):
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        h0 = None if h0 is None else h0.contiguous()
+        G = _chunk_cumsum(g, C)                                            # steps 1-2
+        A, S, h = _forward_states(q, k, v, G, h0, C, cfg)                 # steps 3-5
+        (B, T, H, K), V, Kg, N = q.shape, v.shape[-1], G.shape[-1], G.shape[1] // C
+        o = torch.empty_like(v)                                            # step 6
+        _read_state_kernel[(triton.cdiv(V, cfg["BV"]), N, B * H)](
+            A, v, q, G, S, o, T, H, K, V, Kg, C=C, BK=cfg["BK"], BV=cfg["BV"], BACKWARD=False, PREC=cfg["PREC"],
+            num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+        ctx.save_for_backward(q, k, v, g, h0, h)
+        ctx.C, ctx.cfg = C, cfg
+        return o, h
+
+    @staticmethod
+    def backward(ctx, do, dh):
+        q, k, v, g, h0, h = ctx.saved_tensors
+        C, cfg = ctx.C, ctx.cfg
+        do = torch.zeros_like(v) if do is None else do.contiguous()
+        G = _chunk_cumsum(g, C)
+        A, S, _ = _forward_states(q, k, v, G, h0, C, cfg)                 # recomputed, not stored
+        (B, T, H, K), V, Kg, N = q.shape, v.shape[-1], G.shape[-1], G.shape[1] // C
+        sizes, tiles = (T, H, K, V, Kg), dict(C=C, BK=cfg["BK"], BV=cfg["BV"])
+        run = dict(PREC=cfg["PREC"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+        n_tiles = triton.cdiv(K, cfg["BK"]) * triton.cdiv(V, cfg["BV"])
+        # 4'. W_n = (q * exp(G))^T do, then 5'. D_n, in place of W
+        D = torch.empty_like(S)
+        _chunk_state_kernel[(n_tiles, N, B * H)](q, do, G, D, *sizes, **tiles, TO_END=False, **run)
+        dh0 = torch.empty_like(h)
+        # dh = None: dh0 stands in for the pointer, never read (HAS_INIT=False)
+        _carry_kernel[(n_tiles, 1, B * H)](D, G, dh0 if dh is None else dh.contiguous(), dh0, H, K, V, Kg, N,
+                                           **tiles, HAS_INIT=dh is not None, REVERSE=True,
+                                           num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+        # 6'. dv = A^T do + (k * exp(G_last - G)) D_n
+        dv = torch.empty_like(v)
+        _read_state_kernel[(triton.cdiv(V, cfg["BV"]), N, B * H)](A, do, k, G, D, dv, *sizes, **tiles,
+                                                                  BACKWARD=True, **run)
+        # 3'. dA = do v^T for s <= t: the scores of (do, v), with the decays L for one decay per head
+        #     (then dA * L is what dq, dk need), with none for a decay per key channel (G_none = 0).
+        G_none = G if Kg == 1 else torch.zeros(*G.shape[:3], 1, device=G.device)
+        dA = A                                                             # A is no longer needed
+        _scores_kernel[(1, N, B * H)](do, v, G_none, dA, T, H, V, C=C, SUB=C, BK=cfg["BK"],
+                                      PER_CHANNEL=False, **run)
+        dq = torch.empty(q.shape, dtype=torch.float32, device=q.device)
+        dk = torch.empty_like(dq)
+        _dqk_kernel[(triton.cdiv(K, cfg["BK"]), N, B * H)](q, k, v, do, G, S, D, dA, dq, dk, *sizes[:4], **tiles,
+                                                           PER_CHANNEL=Kg > 1, **run)
+        if Kg > 1:
+            _dqk_intra_kernel[(triton.cdiv(K, cfg["BK"]) * (C // BC), N, B * H)](
+                q, k, G, dA, dq, dk, T, H, K, C=C, SUB=BC, BK=cfg["BK"], **run)
+        # dg: G_t = g_0 + ... + g_t (over the whole sequence) enters only as q_t exp(G_t), k_t exp(-G_t)
+        # and exp(G_{T-1}) in the final state, so dL/dG_t = q_t dq_t - k_t dk_t (+ sum_v h dh at
+        # t = T-1), and dg is its reverse cumulative sum.
+        dG = q.float() * dq - k.float() * dk                                # (B, T, H, K)
+        if dh is not None:
+            dG[:, -1] += (h * dh.float()).sum(-1)
+        if g.dim() == 3:
+            dG = dG.sum(-1)
+        dg = dG.flip(1).cumsum(1).flip(1)
+        return (dq.to(q.dtype), dk.to(k.dtype), dv, dg.to(g.dtype),
+                None if h0 is None else dh0.to(h0.dtype), None, None)
+
+
+# ----------------------------------------------------------------------------------------------
+# Compiling for a card without one: what tests/test_compile.py and `python bench.py --static` read
+
+def launches(dtype, per_channel, capability, K, V):
+    """Every kernel `scan` launches (forward and backward) for `dtype` inputs on a card of this
+    compute capability, for heads of K x V: ([(name, kernel, signature, constexprs)], config). The
+    compiled code depends on K and V only through the tiles BK, BV; T, H, K, V are run-time integers."""
+    cfg = config(dtype, capability, K, V)
+    io = {torch.float32: "*fp32", torch.bfloat16: "*bf16", torch.float16: "*fp16"}[dtype]
+    f32, BK, BV, C = "*fp32", cfg["BK"], cfg["BV"], 64
+    tiles = dict(C=C, BK=BK, BV=BV, PREC=cfg["PREC"])
+    sub = BC if per_channel else C
+    kg = {} if per_channel else {"Kg": 1}                 # the JIT specialises an integer 1 as a constant
+    found = [("scores", _scores_kernel, dict(q=io, k=io, G=f32, A=f32),
+              dict(C=C, SUB=sub, BK=BK, PER_CHANNEL=per_channel, PREC=cfg["PREC"]))]
+    if per_channel:   # for one decay per head, dA * L is computed by the forward's scores kernel
+        found.append(("scores (do, v -> dA)", _scores_kernel, dict(q=io, k=io, G=f32, A=f32),
+                      dict(C=C, SUB=C, BK=BK, PER_CHANNEL=False, PREC=cfg["PREC"])))
+    for to_end, x in ((True, "k, v -> U"), (False, "q, do -> W")):
+        found.append((f"chunk_state ({x})", _chunk_state_kernel, dict(x=io, y=io, G=f32, U=f32),
+                      dict(tiles, TO_END=to_end)))
+    for reverse in (False, True):
+        found.append((f"carry ({'D, backward' if reverse else 'S, forward'})", _carry_kernel,
+                      dict(U=f32, G=f32, init=f32, final=f32), dict(C=C, BK=BK, BV=BV, HAS_INIT=True, REVERSE=reverse)))
+    for backward in (False, True):
+        found.append((f"read_state ({'dv' if backward else 'o'})", _read_state_kernel,
+                      dict(A=f32, y=io, x=io, G=f32, S=f32, out=io), dict(tiles, BACKWARD=backward)))
+    found.append(("dqk", _dqk_kernel, dict(q=io, k=io, v=io, do=io, G=f32, S=f32, D=f32, dq=f32, dk=f32, dA=f32),
+                  dict(tiles, PER_CHANNEL=per_channel)))
+    if per_channel:
+        found.append(("dqk_intra", _dqk_intra_kernel, dict(q=io, k=io, G=f32, dA=f32, dq=f32, dk=f32),
+                      dict(C=C, SUB=BC, BK=BK, PREC=cfg["PREC"])))
+    out = []
+    for name, kernel, pointers, constexprs in found:
+        constexprs = constexprs | {n: v for n, v in kg.items() if n in kernel.arg_names}
+        signature = {a: pointers.get(a, "constexpr" if a in constexprs else "i32") for a in kernel.arg_names}
+        out.append((name, kernel, signature, constexprs))
+    return out, cfg
+
+
+def compile_for(kernel, signature, constexprs, capability, cfg):
+    """Compile one kernel for a card (no GPU needed) and run the ptxas shipped with Triton on its
+    PTX: returns (shared memory bytes per program, registers per thread, spilled bytes)."""
+    import os, re, subprocess, tempfile
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    major, minor = capability
+    arch = major * 10 + minor
+    compiled = triton.compile(ASTSource(kernel, signature, constexprs), target=GPUTarget("cuda", arch, 32),
+                              options=dict(num_warps=cfg["num_warps"], num_stages=cfg["num_stages"]))
+    bin_dir = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+    ptxas = next(os.path.join(bin_dir, p) for p in ("ptxas-blackwell", "ptxas") if os.path.exists(os.path.join(bin_dir, p)))
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(tmp, "k.ptx"), "w") as f:
+            f.write(compiled.asm["ptx"])
+        report = subprocess.run([ptxas, "-v", f"-arch=sm_{arch}{'a' if major >= 9 else ''}", "k.ptx", "-o", "k.cubin"],
+                                cwd=tmp, capture_output=True, text=True, check=True).stderr
+    registers = int(re.search(r"Used (\d+) registers", report).group(1))
+    spills = sum(int(x) for x in re.findall(r"(\d+) bytes spill (?:stores|loads)", report))
+    return compiled.metadata.shared, registers, spills
