@@ -172,7 +172,10 @@ def test_low_precision_inputs(dtype, rtol):
     o, h = triton_scan(q, k, v, g, h0, chunk_size=16)
     assert o.dtype == dtype and h.dtype == torch.float32
     assert ((o.double() - o_ref).abs().max() / o_ref.abs().max()) < rtol
-    assert ((h.double() - h_ref).abs().max() / h_ref.abs().max()) < 1e-5   # the state stays float32
+    # The state is accumulated and returned in float32, but on a GPU the tensor cores multiply the decayed k
+    # and v in the input dtype: one rounding of it per product. On an H100 this gave relative errors of 5e-4
+    # (bf16) and 2.5e-4 (fp16), within the dtype's eps; the interpreter multiplies in float32 (< 1e-5).
+    assert ((h.double() - h_ref).abs().max() / h_ref.abs().max()) < torch.finfo(dtype).eps
 
 
 @pytest.mark.parametrize("fn", [scan_ref, scan_chunked, triton_scan], ids=["scan_ref", "scan_chunked", "scan"])
