@@ -111,7 +111,8 @@ def length(results, out):
 
 def sizes(paths, out):
     """One row per model size (the folder name d<d_model>), one column per run, vs the control."""
-    per_size = {re.search(r"d(\d+)", p).group(0): load(p) for p in paths}
+    paths = sorted(paths, key=lambda p: int(re.search(r"/d(\d+)/", p).group(1)))   # smallest model first
+    per_size = {re.search(r"/d(\d+)/", p).group(0).strip("/"): load(p) for p in paths}
     runs = [r["label"] for r in next(iter(per_size.values())) if r["label"] != "control"]
     last = bucket(next(iter(per_size.values()))[0], "last")["name"]
     print(f"vs the control at {last} (excess of the baseline and the control beside it)")
