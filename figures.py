@@ -28,8 +28,8 @@ def bucket_errorbars(ax, r, key, color, label):
 
 
 def plot_ppl(results, path, width):
-    """Figs. 1 (top) and 5. First what shows the failure: each checkpoint's full-context loss minus the
-    reference's on the same tokens (when evaluate.py was given --reference), then the excess, full - truncated;
+    """Figs. 1 (top) and 5. First what shows the failure: the excess, full - truncated; then each checkpoint's
+    full-context loss minus the reference's on the same tokens (when evaluate.py was given --reference);
     last the smoothed position-wise perplexity itself. Bucket means ± their clustered SEs as points. Each
     checkpoint keeps its colour in every panel and figure."""
     compared = [(f"C{i}", r) for i, r in enumerate(results) if "vs_reference" in r and not r["is_reference"]]
@@ -38,11 +38,11 @@ def plot_ppl(results, path, width):
     t_of = lambda r: np.arange(1, r["L"] - 1)            # t = 0 has no place on a log axis
     if compared:
         for color, r in compared:
-            axes[0].plot(t_of(r), r["vs_reference"]["diff_smoothed"][1:], lw=0.8, alpha=0.7, color=color)
-            bucket_errorbars(axes[0], r, "diff", color, f"{r['label']} (bucket means ± SE)")
-        axes[0].set(ylabel="minus the reference (nats/token)", title="Full-context loss minus the reference's "
+            axes[1].plot(t_of(r), r["vs_reference"]["diff_smoothed"][1:], lw=0.8, alpha=0.7, color=color)
+            bucket_errorbars(axes[1], r, "diff", color, f"{r['label']} (bucket means ± SE)")
+        axes[1].set(ylabel="minus the reference (nats/token)", title="Full-context loss minus the reference's "
                     f"on the same tokens (< 0: better)\nreference: {compared[0][1]['vs_reference']['reference']}")
-    excess, ppl = axes[-2], axes[-1]
+    excess, ppl = axes[0], axes[-1]
     for i, r in enumerate(results):
         excess.plot(t_of(r), r["excess_smoothed"][1:], lw=0.8, alpha=0.7, color=f"C{i}")
         bucket_errorbars(excess, r, "excess", f"C{i}", f"{r['label']} (bucket means ± SE)")

@@ -58,9 +58,13 @@ def config_file_values(path):
 
 
 def shell_script_commands(path):
-    """The python commands of a bash script like demo.sh, its simple NAME=value variables expanded."""
+    """The python commands of a bash script like demo.sh, its simple NAME=value variables expanded; [] for a
+    script with loops, continued lines or ${...} (experiments/*.sh): only its existence is checked."""
     variables, commands = {}, []
-    for line in open(os.path.join(ROOT, path)).read().splitlines():
+    text = open(os.path.join(ROOT, path)).read()
+    if re.search(r"^\s*for |\\$|\$\{", text, flags=re.M):
+        return []
+    for line in text.splitlines():
         m = re.fullmatch(r"(\w+)=(.*)", line.strip())
         if m:
             variables[m[1]] = shlex.split(m[2])[0]
