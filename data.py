@@ -435,6 +435,10 @@ def eval_sequences(data, n, length, seed=0, split="val"):
 
 if __name__ == "__main__":  # python data.py [corpus] [tokenizer]: prepare a corpus and describe it
     import sys
+    if {"-h", "--help"} & set(sys.argv):
+        print(__doc__ + "\n    python data.py [corpus] [tokenizer]   prepares a corpus (default: stdlib, bytes) "
+              "and describes it")
+        raise SystemExit(0)
     d = load(prepare(*sys.argv[1:]))
     print({k: v for k, v in d.meta.items() if k not in ("train", "val")})
     for split in ("train", "val"):

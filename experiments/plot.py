@@ -137,6 +137,9 @@ def sizes(paths, out):
 
 
 if __name__ == "__main__":
+    if len(sys.argv) < 4 or sys.argv[1] not in ("interventions", "sigma", "length", "sizes"):
+        print(__doc__)
+        raise SystemExit(0 if {"-h", "--help"} & set(sys.argv) else 2)
     what, *paths, out = sys.argv[1:]
     if what == "sizes":
         sizes(paths, out)
