@@ -47,6 +47,17 @@ def _load_G(G, b, h, t, d, Tp, H, Kg):
 
 
 @triton.jit
+def _decay(G, b, h, n, t, d, N, H, Kg, C: tl.constexpr, TO_END: tl.constexpr):
+    """(C, W) decay of rows t of chunk n: exp(G_last - G_t) to the chunk's end (what a token adds to the
+    state it hands on), or exp(G_t) from its start (how much of the carried state it still sees)."""
+    log_decay = _load_G(G, b, h, t, d, N * C, H, Kg)                                      # G_t
+    if TO_END:
+        G_last = _load_G(G, b, h, n * C + C - 1 + tl.zeros((1,), tl.int32), d, N * C, H, Kg)
+        log_decay = G_last - log_decay                                                     # G_last - G_t
+    return tl.exp(log_decay)
+
+
+@triton.jit
 def _store_rows(ptr, x, b, h, t, d, T, H, D):
     """Store x (R, W) into rows t, channels d of a (B, T, H, D) tensor, cast to its dtype."""
     mask = (t < T)[:, None] & (d < D)[None, :]
@@ -112,12 +123,7 @@ def _chunk_state_kernel(x, y, G, U, T, H, K, V, Kg, C: tl.constexpr, BK: tl.cons
     t = n * C + tl.arange(0, C)
     dk, dv = (i // n_v) * BK + tl.arange(0, BK), (i % n_v) * BV + tl.arange(0, BV)
     x_t, y_t = _load_rows(x, b, h, t, dk, T, H, K), _load_rows(y, b, h, t, dv, T, H, V)
-    G_t = _load_G(G, b, h, t, dk, N * C, H, Kg)
-    if TO_END:
-        G_last = _load_G(G, b, h, n * C + C - 1 + tl.zeros((1,), tl.int32), dk, N * C, H, Kg)
-        decay = tl.exp(G_last - G_t)
-    else:
-        decay = tl.exp(G_t)
+    decay = _decay(G, b, h, n, t, dk, N, H, Kg, C, TO_END)
     off, mask = _state_offsets(bh, n, N, dk, dv, K, V)
     tl.store(U + off, tl.dot(tl.trans(x_t * decay), y_t, input_precision=PREC), mask=mask)
 
@@ -170,12 +176,7 @@ def _read_state_kernel(A, y, x, G, S, out, T, H, K, V, Kg, C: tl.constexpr, BK: 
         acc += tl.dot(A_s, _load_rows(y, b, h, n * C + s, dv, T, H, V), input_precision=PREC)
     for k0 in range(0, K, BK):
         dk = k0 + tl.arange(0, BK)
-        G_t = _load_G(G, b, h, t, dk, N * C, H, Kg)
-        if BACKWARD:
-            G_last = _load_G(G, b, h, n * C + C - 1 + tl.zeros((1,), tl.int32), dk, N * C, H, Kg)
-            decay = tl.exp(G_last - G_t)
-        else:
-            decay = tl.exp(G_t)
+        decay = _decay(G, b, h, n, t, dk, N, H, Kg, C, BACKWARD)
         off, mask = _state_offsets(bh, n, N, dk, dv, K, V)
         S_n = tl.load(S + off, mask=mask, other=0.0)
         acc += tl.dot(_load_rows(x, b, h, t, dk, T, H, K) * decay, S_n, input_precision=PREC)
