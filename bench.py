@@ -129,38 +129,48 @@ STATIC_SHAPES = [("Mamba-2 130m", 8, 2048, 24, 128, 64, False), ("GLA 340M", 8, 
                  ("GLA 1.3B", 8, 2048, 4, 256, 512, True)]      # name, B, T, H, K, V, a decay per key channel
 
 
+LAUNCH_OF = {"scores: A": "scores (q, k -> A)", "scores: dA": "scores (do, v -> dA)", "output: o": "output (o)",
+             "output: dv": "output (dv)", "states: S_n": "states (k, v -> S_n, forward)",
+             "states: D_n": "states (q, do -> D_n, backward)"}   # kernel_costs' rows -> scan_triton.launches' names
+
+
 def kernel_costs(B, T, H, K, V, per_channel, elem, BK, BV, C=64, SUB=16):
     """Each launch of a forward and backward of `scan`, counted from its tiles: [(step, kernel,
     programs, matmul flops issued, fewest, bytes moved, fewest)]. 'Fewest' flops count only the pairs
     s <= t; 'fewest' bytes read every tensor the kernel needs once (tiles re-read what other programs
-    also read). Elementwise work (the exps; the per-channel diagonal sub-chunks) is not counted."""
+    also read). Elementwise work (the exps; the per-channel diagonal sub-chunks) is not counted.
+    The states S_n, D_n are in the input dtype (elem bytes), the scores A float32."""
     N, BH, nK, nV = -(-T // C), B * H, -(-K // BK), -(-V // BV)
     sub = SUB if per_channel else C
     tok = BH * N * C                                          # token rows, T padded to N * C
     q = k = tok * K * elem
     v = tok * V * elem
     G = tok * (K if per_channel else 1) * 4
-    A, S, h = BH * N * C * C * 4, BH * N * K * V * 4, BH * K * V * 4
+    A, S, h = BH * N * C * C * 4, BH * N * K * V * elem, BH * K * V * 4
     pairs = lambda width: (2 * tok * C * width, tok * (C + 1) * width)   # (C, C) x (C, width): all, causal
     state = 2 * tok * K * V                                   # (K, C) x (C, V) per chunk
+    plus = lambda *fs: tuple(sum(x) for x in zip(*fs))
 
     def row(step, name, programs, flops, reads, writes):
         return (step, name, programs, *flops, sum(b * n for b, n in reads) + writes, sum(b for b, _ in reads) + writes)
     scores = row("3", "scores: A", C // sub * N * BH, pairs(K), [(q, 1), (k, C // sub), (G, 1 + C // sub)], A)
-    U = row("4", "chunk_state: U", nK * nV * N * BH, (state, state), [(k, nV), (v, nK), (G, nV)], S)
-    carry = row("5", "carry: S_n", nK * nV * BH, (0, 0), [(S, 1)], S + h)
-    fwd = [scores, U, carry,
-           row("6", "read_state: o", nV * N * BH, [a + state for a in pairs(V)], [(A, nV), (v, 1), (q, nV), (G, nV), (S, 1)], v)]
-    dA_flops = [a + b for a, b in zip(pairs(K), pairs(K))] if not per_channel else (0, 0)
-    bwd = [scores, U, carry,
-           row("4'", "chunk_state: W", nK * nV * N * BH, (state, state), [(q, nV), (v, nK), (G, nV)], S),
-           row("5'", "carry: D_n", nK * nV * BH, (0, 0), [(S, 1)], S + h),
-           row("6'", "read_state: dv", nV * N * BH, [a + state for a in pairs(V)], [(A, nV), (v, 1), (k, nV), (G, nV), (S, 1)], v),
-           row("3'", "scores: dA", N * BH, pairs(V), [(v, 2), (G if not per_channel else 0, 1)], A),
-           row("3' 4' 6'", "dqk", nK * N * BH, [2 * state + a for a in dA_flops],
-               [(v, 2 * nK), (S, 2), (G, 1)] + ([] if per_channel else [(A, nK), (q, 1), (k, 1)]), 2 * tok * K * 4)]
+    states = row("4 5", "states: S_n", nK * nV * BH, (state, state), [(k, nV), (v, nK), (G, nV)], S + h)
+    if per_channel:   # the scores come from _scores_kernel
+        out = row("6", "output: o", nV * N * BH, plus(pairs(V), (state, state)), [(A, nV), (v, 1), (q, nV), (G, nV), (S, 1)], v)
+        dv = row("6'", "output: dv", nV * N * BH, plus(pairs(V), (state, state)), [(A, nV), (v, 1), (k, nV), (G, nV), (S, 1)], v)
+    else:             # the scores are made inside the output kernel, once per tile of V
+        made = (nV * pairs(K)[0], pairs(K)[1])
+        out = row("3 6", "output: o", nV * N * BH, plus(made, pairs(V), (state, state)), [(q, nV), (k, nV), (v, 1), (G, nV), (S, 1)], v)
+        dv = row("3 6'", "output: dv", nV * N * BH, plus(made, pairs(V), (state, state)), [(q, nV), (k, nV), (v, 1), (G, nV), (S, 1)], v)
+    fwd = ([scores] if per_channel else []) + [states, out]
+    dA_flops = plus(pairs(K), pairs(K)) if not per_channel else (0, 0)
+    bwd = [row("4' 5'", "states: D_n", nK * nV * BH, (state, state), [(q, nV), (v, nK), (G, nV)], S + h)]
+    bwd += ([scores] if per_channel else []) + [dv,
+            row("3'", "scores: dA", N * BH, pairs(V), [(v, 2), (G if not per_channel else 0, 1)], A),
+            row("3' 4' 6'", "dqk", nK * N * BH, plus((2 * state, 2 * state), dA_flops),
+                [(v, 2 * nK), (S, 2), (G, 1)] + ([] if per_channel else [(A, nK), (q, 1), (k, 1)]), 2 * tok * K * 4)]
     if per_channel:
-        bwd.append(row("3'", "dqk_intra", nK * C // SUB * N * BH, [2 * a for a in pairs(K)],
+        bwd.append(row("3'", "dqk_intra", nK * C // SUB * N * BH, plus(pairs(K), pairs(K)),
                        [(q, 1 + C // SUB), (k, 1 + C // SUB), (G, 1 + C // SUB), (A, 2 * nK), (2 * tok * K * 4, 1)], 2 * tok * K * 4))
     return fwd, bwd
 
@@ -181,12 +191,12 @@ def static():
     for name, B, T, H, K, V, per_channel in STATIC_SHAPES:
         launched, cfg = scan_triton.launches(torch.bfloat16, per_channel, (9, 0), K, V)
         compiled = {n: scan_triton.compile_for(kern, sig, ce, (9, 0), cfg) for n, kern, sig, ce in launched}
-        by_kernel = {n.split(" ")[0]: c for n, c in compiled.items()}      # every variant: same tiles
+
         fwd, bwd = kernel_costs(B, T, H, K, V, per_channel, 2, cfg["BK"], cfg["BV"])
         for pass_, rows in (("fwd", fwd), ("bwd", bwd)):
             total = 0.0
             for step, kernel, programs, flops, flops_min, moved, fewest in rows:
-                shared, regs, _ = by_kernel[kernel.split(":")[0]]
+                shared, regs, _ = compiled[LAUNCH_OF.get(kernel, kernel)]
                 t = max(moved / card["bytes_per_s"], flops / card["tf32_per_s"]) * max(1, card["sms"] / programs)
                 roof = max(fewest / card["bytes_per_s"], flops_min / card["tf32_per_s"])   # this kernel's floor
                 total += t

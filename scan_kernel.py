@@ -23,7 +23,7 @@ The three functions share one signature, (q, k, v, g, h0=None, ...) -> (o, h):
     scan_ref      the definition: a loop over t. Slow; the reference the others are tested against.
     scan_chunked  the chunked algorithm in PyTorch: matrix products inside chunks of C tokens, the
                   state carried from chunk to chunk. Differentiable by PyTorch's autograd.
-    scan          the same algorithm as Triton kernels (scan_triton.py, one kernel per numbered step
+    scan          the same algorithm as Triton kernels (scan_triton.py, the numbered steps
                   of scan_chunked) with a hand-written backward: the fast path. On CUDA; on the CPU
                   only under TRITON_INTERPRET=1 (set before importing this file).
 The gradient reaches q, k, v, g and h0, and flows back from the final state h too: state passing

@@ -4,24 +4,29 @@ hand-written backward. (Their own file because kernels, docstrings and the backw
 the rest of scan_kernel.py: together the two would be twice what a file should be.)
 
 Read each kernel next to the step of scan_chunked with the same number. Per (batch row, head):
-    2. G      the cumulative log decay inside each chunk of C tokens (PyTorch: _chunk_cumsum)
-    3. A      A[t, s] = sum_k q_tk k_sk exp(G_tk - G_sk) for s <= t in one chunk, (C, C)   _scores_kernel
-    4. U_n    (k * exp(G_last - G))^T v: what chunk n adds to the state, (K, V)            _chunk_state_kernel
-    5. S_n    the state entering chunk n: S_{n+1} = exp(G_last) * S_n + U_n (the only loop) _carry_kernel
-    6. o      A v + (q * exp(G)) S_n                                                       _read_state_kernel
-Steps 3, 4 and 6 run one program per chunk (and per tile of K or V), step 5 one per state tile.
+    2.   G    the cumulative log decay inside each chunk of C tokens (PyTorch: _chunk_cumsum)
+    3.   A    A[t, s] = sum_k q_tk k_sk exp(G_tk - G_sk) for s <= t in one chunk, (C, C): _scores_kernel
+              for a decay per key channel; for one decay per head, inside _output_kernel
+    4-5. S_n  U_n = (k * exp(G_last - G))^T v, what chunk n adds to the state, and the carry
+              S_{n+1} = exp(G_last) * S_n + U_n (the only loop)                             _states_kernel
+    6.   o    A v + (q * exp(G)) S_n                                                        _output_kernel
+Steps 3 and 6 run one program per chunk (and per tile of K or V), steps 4-5 one per state tile,
+walking the chunks. What goes through memory between them: the states S_n, one (K, V) tile per
+chunk, in the input dtype (bfloat16 or float16; float32 for float32 inputs), and for a decay per
+key channel the scores A, float32. (fla's chunk_gla splits its work the same way: the chunk
+states by one loop per state tile, then the outputs in parallel over chunks.)
 
 The backward runs the same kernels the other way round: with dA = do v^T (masked to s <= t) and
 D_n = dL/dS at the end of chunk n (a gradient of the state, unrelated to Mamba's skip parameter D;
 U_n above is an increment of the state, not a gradient),
-    4'. W_n = (q * exp(G))^T do     what chunk n's outputs add to dL/d(its incoming state)
-    5'. D_{n-1} = exp(G_last) * D_n + W_n, from the last chunk to the first; D before chunk 0 is dh0
-    6'. dv = A^T do + (k * exp(G_last - G)) D_n
-    3'. dA, then dq = (do S_n^T) * exp(G) + dA-part,   dk = (v D_n^T) * exp(G_last - G) + dA-part
-and dg needs no kernel (see Scan.backward).
+    4'-5'. W_n = (q * exp(G))^T do, what chunk n's outputs add to dL/d(its incoming state), carried
+           back: D_{n-1} = exp(G_last) * D_n + W_n; D before chunk 0 is dh0          _states_kernel
+    6'.    dv = A^T do + (k * exp(G_last - G)) D_n                                    _output_kernel
+    3'.    dA, then dq = (do S_n^T) * exp(G) + dA-part,  dk = (v D_n^T) * exp(G_last - G) + dA-part
+and dg needs no kernel (see Scan.backward). The forward's S_n are kept for the backward.
 
 Layouts (contiguous, float32 unless said): q, k (B, T, H, K) and v, o (B, T, H, V) in the input
-dtype; G (B, N*C, H, K|1); A (B*H, N, C, C); states U, S_n, W, D (B*H, N, K, V). Program axes:
+dtype; G (B, N*C, H, K|1); A (B*H, N, C, C); states S_n, D_n (B*H, N, K, V). Program axes:
 0 = tile of K and/or V (or the sub-chunk), 1 = the chunk n, 2 = batch row * H + head.
 """
 import torch
@@ -111,75 +116,84 @@ def _scores_kernel(q, k, G, A, T, H, K, C: tl.constexpr, SUB: tl.constexpr, BK: 
 
 
 @triton.jit
-def _chunk_state_kernel(x, y, G, U, T, H, K, V, Kg, C: tl.constexpr, BK: tl.constexpr,
-                        BV: tl.constexpr, TO_END: tl.constexpr, PREC: tl.constexpr):
-    """Step 4 (TO_END): U_n = (k * exp(G_last - G))^T v, what chunk n adds to the state by its end.
-    Step 4' (not TO_END): W_n = (q * exp(G))^T do, what its outputs add to dL/d(its incoming state).
+def _states_kernel(x, y, G, S, init, final, T, H, K, V, Kg, N, C: tl.constexpr, BK: tl.constexpr,
+                   BV: tl.constexpr, HAS_INIT: tl.constexpr, REVERSE: tl.constexpr, PREC: tl.constexpr):
+    """Steps 4 and 5: S_{n+1} = exp(G_last,n) * S_n + U_n over the chunks in order, S_0 = init (h0 or 0),
+    with U_n = (k * exp(G_last - G))^T v what chunk n adds to the state by its end (x = k, y = v).
+    Steps 4' and 5' (REVERSE): D_{n-1} = exp(G_last,n) * D_n + W_n from the last chunk back, D = init
+    (dh or 0), with W_n = (q * exp(G))^T do (x = q, y = do).
 
-    Program (tile of (K, V), n, b*H + h). Reads x (C, BK), y (C, BV) and G (C, BK) of chunk n;
-    writes the (BK, BV) tile of U or W (B*H, N, K, V)."""
-    i, n, bh, N = tl.program_id(0), tl.program_id(1), tl.program_id(2), tl.num_programs(1)
-    b, h, n_v = bh // H, bh % H, tl.cdiv(V, BV)
-    t = n * C + tl.arange(0, C)
-    dk, dv = (i // n_v) * BK + tl.arange(0, BK), (i % n_v) * BV + tl.arange(0, BV)
-    x_t, y_t = _load_rows(x, b, h, t, dk, T, H, K), _load_rows(y, b, h, t, dv, T, H, V)
-    decay = _decay(G, b, h, n, t, dk, N, H, Kg, C, TO_END)
-    off, mask = _state_offsets(bh, n, N, dk, dv, K, V)
-    tl.store(U + off, tl.dot(tl.trans(x_t * decay), y_t, input_precision=PREC), mask=mask)
-
-
-@triton.jit
-def _carry_kernel(U, G, init, final, H, K, V, Kg, N, C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                  HAS_INIT: tl.constexpr, REVERSE: tl.constexpr):
-    """Step 5: S_{n+1} = exp(G_last,n) * S_n + U_n over the chunks in order, S_0 = init (h0 or 0).
-    Step 5' (REVERSE): D_{n-1} = exp(G_last,n) * D_n + W_n from the last chunk back, D = init (dh or 0).
-
-    Program (tile of (K, V), b*H + h), the only sequential loop (N = T / C steps). Reads U (or W)
-    chunk by chunk and overwrites it in place with the state entering chunk n (S_n), or leaving it
-    (D_n); writes the last one to final (h, or dh0)."""
+    Program (tile of (K, V), 0, b*H + h): the only sequential loop (N = T / C steps). Each step reads
+    chunk n's x (C, BK), y (C, BV) and G, and writes the state entering chunk n (S_n) or leaving it
+    (D_n) into S (B*H, N, K, V), in S's dtype (the input dtype for 16-bit inputs: half the bytes that
+    step 6 reads; the running state itself stays float32); writes the last state to final (h or dh0).
+    (scan_chunked computes all U_n first, then carries: here each U_n is used where it is made, so no
+    (K, V) tile per chunk goes through memory twice.)"""
     i, bh = tl.program_id(0), tl.program_id(2)
     b, h, n_v = bh // H, bh % H, tl.cdiv(V, BV)
     dk, dv = (i // n_v) * BK + tl.arange(0, BK), (i % n_v) * BV + tl.arange(0, BV)
     off, mask = _state_offsets(bh, 0, 1, dk, dv, K, V)
-    S = tl.zeros((BK, BV), dtype=tl.float32)
+    S_n = tl.zeros((BK, BV), dtype=tl.float32)
     if HAS_INIT:
-        S = tl.load(init + off, mask=mask, other=0.0).to(tl.float32)
+        S_n = tl.load(init + off, mask=mask, other=0.0).to(tl.float32)
     for step in range(0, N):
         n = N - 1 - step if REVERSE else step
-        G_last = _load_G(G, b, h, n * C + C - 1 + tl.zeros((1,), tl.int32), dk, N * C, H, Kg)   # (1, BK)
+        t = n * C + tl.arange(0, C)
         off_n, _ = _state_offsets(bh, n, N, dk, dv, K, V)
-        U_n = tl.load(U + off_n, mask=mask, other=0.0)
-        tl.store(U + off_n, S, mask=mask)
-        S = tl.exp(tl.trans(G_last)) * S + U_n
-    tl.store(final + off, S, mask=mask)
+        tl.store(S + off_n, S_n.to(S.dtype.element_ty), mask=mask)
+        x_t = _load_rows(x, b, h, t, dk, T, H, K) * _decay(G, b, h, n, t, dk, N, H, Kg, C, not REVERSE)
+        U_n = tl.dot(tl.trans(x_t), _load_rows(y, b, h, t, dv, T, H, V), input_precision=PREC)
+        G_last = _load_G(G, b, h, n * C + C - 1 + tl.zeros((1,), tl.int32), dk, N * C, H, Kg)   # (1, BK)
+        S_n = tl.exp(tl.trans(G_last)) * S_n + U_n
+    tl.store(final + off, S_n, mask=mask)
 
 
 @triton.jit
-def _read_state_kernel(A, y, x, G, S, out, T, H, K, V, Kg, C: tl.constexpr, BK: tl.constexpr,
-                       BV: tl.constexpr, BACKWARD: tl.constexpr, PREC: tl.constexpr):
+def _output_kernel(A, q, k, y, G, S, out, T, H, K, V, Kg, C: tl.constexpr, BK: tl.constexpr,
+                   BV: tl.constexpr, BACKWARD: tl.constexpr, PER_CHANNEL: tl.constexpr, PREC: tl.constexpr):
     """Step 6: o = A v + (q * exp(G)) S_n, every token reading the state its chunk started from.
     Step 6' (BACKWARD): dv = A^T do + (k * exp(G_last - G)) D_n.
 
-    Program (tile of V, n, b*H + h). Reads A (C, C), y = v or do (C, BV), then over K in BK steps
-    x = q or k (C, BK), G (C, BK) and the (BK, BV) tile of S_n or D_n; writes o or dv (C, BV)."""
+    Program (tile of V, n, b*H + h). Over K in BK steps reads q or k (C, BK), G and the (BK, BV)
+    tile of S_n or D_n; then y = v or do (C, BV); writes o or dv (C, BV). The scores A (step 3):
+    with one decay per head they are made here, SSD's masked product (q k^T) * L from the q and k
+    tiles of the same loop, and never stored; with a decay per key channel they are read from
+    _scores_kernel's output, 16 columns at a time."""
     i, n, bh, N = tl.program_id(0), tl.program_id(1), tl.program_id(2), tl.num_programs(1)
     b, h = bh // H, bh % H
     rows = tl.arange(0, C)
     t, dv = n * C + rows, i * BV + tl.arange(0, BV)
     acc = tl.zeros((C, BV), dtype=tl.float32)
-    for s0 in tl.static_range(0, C, 16):          # A (or A^T) 16 columns at a time, read from memory
-        s = s0 + tl.arange(0, 16)
-        if BACKWARD:
-            A_s = tl.load(A + ((bh * N + n) * C + s[None, :]) * C + rows[:, None])   # A^T[t, s] = A[s, t]
-        else:
-            A_s = tl.load(A + ((bh * N + n) * C + rows[:, None]) * C + s[None, :])
-        acc += tl.dot(A_s, _load_rows(y, b, h, n * C + s, dv, T, H, V), input_precision=PREC)
+    scores = tl.zeros((C, C), dtype=tl.float32)
     for k0 in range(0, K, BK):
         dk = k0 + tl.arange(0, BK)
-        decay = _decay(G, b, h, n, t, dk, N, H, Kg, C, BACKWARD)
+        q_t, k_t = _load_rows(q, b, h, t, dk, T, H, K), _load_rows(k, b, h, t, dk, T, H, K)
+        x_t = k_t if BACKWARD else q_t
+        if PER_CHANNEL:
+            x_t *= _decay(G, b, h, n, t, dk, N, H, Kg, C, BACKWARD)
+        elif BACKWARD:     # dv needs A^T = k q^T, made so (no tl.trans of the (C, C) tile)
+            scores += tl.dot(k_t, tl.trans(q_t), input_precision=PREC)
+        else:
+            scores += tl.dot(q_t, tl.trans(k_t), input_precision=PREC)
         off, mask = _state_offsets(bh, n, N, dk, dv, K, V)
-        S_n = tl.load(S + off, mask=mask, other=0.0)
-        acc += tl.dot(_load_rows(x, b, h, t, dk, T, H, K) * decay, S_n, input_precision=PREC)
+        acc += tl.dot(x_t, tl.load(S + off, mask=mask, other=0.0).to(tl.float32), input_precision=PREC)
+    if PER_CHANNEL:
+        for s0 in tl.static_range(0, C, 16):
+            s = s0 + tl.arange(0, 16)
+            if BACKWARD:
+                A_s = tl.load(A + ((bh * N + n) * C + s[None, :]) * C + rows[:, None])   # A^T[t, s] = A[s, t]
+            else:
+                A_s = tl.load(A + ((bh * N + n) * C + rows[:, None]) * C + s[None, :])
+            acc += tl.dot(A_s, _load_rows(y, b, h, n * C + s, dv, T, H, V), input_precision=PREC)
+    else:   # one decay per head: the state term's decay is one number per row, applied once here
+        G_t = tl.load(G + (b * N * C + t) * H + h)
+        if BACKWARD:   # rows decay to the chunk's end; A^T[t, s] = A[s, t] has s >= t, decay exp(G_s - G_t)
+            acc *= tl.exp(tl.load(G + (b * N * C + n * C + C - 1) * H + h) - G_t)[:, None]
+            scores *= tl.exp(tl.where(rows[:, None] <= rows[None, :], G_t[None, :] - G_t[:, None], float("-inf")))
+        else:
+            acc *= tl.exp(G_t)[:, None]
+            scores *= tl.exp(tl.where(rows[:, None] >= rows[None, :], G_t[:, None] - G_t[None, :], float("-inf")))
+        acc += tl.dot(scores, _load_rows(y, b, h, t, dv, T, H, V), input_precision=PREC)
     _store_rows(out, acc, b, h, t, dv, T, H, V)
 
 
@@ -203,7 +217,8 @@ def _dqk_kernel(q, k, v, do, G, S, D, dA, dq, dk, T, H, K, V, C: tl.constexpr, B
     for v0 in range(0, V, BV):
         dv = v0 + tl.arange(0, BV)
         off, mask = _state_offsets(bh, n, N, d, dv, K, V)
-        S_n, D_n = tl.load(S + off, mask=mask, other=0.0), tl.load(D + off, mask=mask, other=0.0)
+        S_n = tl.load(S + off, mask=mask, other=0.0).to(tl.float32)       # 16-bit for 16-bit inputs
+        D_n = tl.load(D + off, mask=mask, other=0.0).to(tl.float32)
         dq_n += tl.dot(_load_rows(do, b, h, t, dv, T, H, V), tl.trans(S_n), input_precision=PREC)
         dk_n += tl.dot(_load_rows(v, b, h, t, dv, T, H, V), tl.trans(D_n), input_precision=PREC)
     G_t = _load_G(G, b, h, t, d, N * C, H, Kg)
@@ -273,6 +288,7 @@ def config(dtype, capability, K, V):
     carry less precision than TF32 anyway) and three TF32 products (float32's accuracy) for float32."""
     fp32 = dtype == torch.float32
     prec, warps = "tf32x3" if fp32 else "tf32", 8
+    stages = 1 if fp32 else 2                 # tf32x3 splits each operand in two: a second stage spills
     if capability < (8, 0):                   # T4: no TF32, the products run on the CUDA cores
         BK, BV, prec, warps = 16, 32, "ieee", 4
     elif capability < (9, 0):                 # A100, L4, RTX 30/40: smaller tiles, or registers spill
@@ -281,9 +297,9 @@ def config(dtype, capability, K, V):
         BK, BV = (32, 32) if fp32 else (64, 64)
     BK = max(16, min(BK, triton.next_power_of_2(K)))                      # 16: the smallest tl.dot
     BV = max(16, min(BV, triton.next_power_of_2(V)))
-    if capability >= (9, 0) and BK * BV < 1024:   # small heads: fewer threads, or ptxas spills
+    if capability >= (9, 0) and BK * BV < 1024 and not fp32:   # small heads: fewer threads, or ptxas spills
         warps = 4
-    return dict(BK=BK, BV=BV, PREC=prec, num_warps=warps, num_stages=2)
+    return dict(BK=BK, BV=BV, PREC=prec, num_warps=warps, num_stages=stages)
 
 
 def _chunk_cumsum(g, C):
@@ -296,23 +312,42 @@ def _chunk_cumsum(g, C):
     return g.view(B, Tp // C, C, H, -1).cumsum(2).view(B, Tp, H, -1).contiguous()
 
 
-def _forward_states(q, k, v, G, h0, C, cfg):
-    """Steps 3-5: the scores A, the states S_n entering each chunk, and the final state h."""
-    (B, T, H, K), V, Kg, N = q.shape, v.shape[-1], G.shape[-1], G.shape[1] // C
-    BK, BV, run = cfg["BK"], cfg["BV"], dict(num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
-    sub = BC if Kg > 1 else C
+def _states(x, y, G, init, C, cfg, reverse):
+    """Steps 4-5 (or 4'-5' in reverse): the states S_n (B*H, N, K, V) entering each chunk (or D_n,
+    leaving it), in the input dtype for 16-bit inputs, and the last state (B, H, K, V) float32."""
+    (B, T, H, K), V, Kg, N = x.shape, y.shape[-1], G.shape[-1], G.shape[1] // C
+    BK, BV = cfg["BK"], cfg["BV"]
+    S = torch.empty(B * H, N, K, V, dtype=x.dtype if x.element_size() == 2 else torch.float32, device=x.device)
+    last = torch.empty(B, H, K, V, dtype=torch.float32, device=x.device)
+    # init = None: `last` stands in for the pointer, never read (HAS_INIT=False)
+    _states_kernel[(triton.cdiv(K, BK) * triton.cdiv(V, BV), 1, B * H)](
+        x, y, G, S, last if init is None else init.contiguous(), last, T, H, K, V, Kg, N, C=C, BK=BK, BV=BV,
+        HAS_INIT=init is not None, REVERSE=reverse, PREC=cfg["PREC"], num_warps=cfg["num_warps"],
+        num_stages=cfg["num_stages"])
+    return S, last
+
+
+def _scores(q, k, G, C, cfg, per_channel):
+    """Step 3 as its own kernel: A (B*H, N, C, C) float32; with per_channel=False, (q k^T) * L."""
+    (B, T, H, K), N = q.shape, G.shape[1] // C
+    sub = BC if per_channel else C
     A = torch.empty(B * H, N, C, C, dtype=torch.float32, device=q.device)
-    _scores_kernel[(C // sub, N, B * H)](q, k, G, A, T, H, K, C=C, SUB=sub, BK=BK,
-                                         PER_CHANNEL=Kg > 1, PREC=cfg["PREC"], **run)
-    n_tiles = triton.cdiv(K, BK) * triton.cdiv(V, BV)
-    S = torch.empty(B * H, N, K, V, dtype=torch.float32, device=q.device)
-    _chunk_state_kernel[(n_tiles, N, B * H)](k, v, G, S, T, H, K, V, Kg, C=C, BK=BK, BV=BV, TO_END=True,
-                                             PREC=cfg["PREC"], **run)
-    h = torch.empty(B, H, K, V, dtype=torch.float32, device=q.device)
-    # h0 = None: h stands in for the pointer, never read (HAS_INIT=False)
-    _carry_kernel[(n_tiles, 1, B * H)](S, G, h if h0 is None else h0, h, H, K, V, Kg, N, C=C, BK=BK, BV=BV,
-                                       HAS_INIT=h0 is not None, REVERSE=False, **run)
-    return A, S, h
+    _scores_kernel[(C // sub, N, B * H)](q, k, G, A, T, H, K, C=C, SUB=sub, BK=cfg["BK"], PER_CHANNEL=per_channel,
+                                         PREC=cfg["PREC"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    return A
+
+
+def _output(A, q, k, y, G, S, C, cfg, backward):
+    """Step 6 (o from v) or 6' (dv from do): (B, T, H, V) in y's dtype. A: the per-channel scores, or
+    None for one decay per head (the kernel makes them)."""
+    (B, T, H, K), V, Kg, N = q.shape, y.shape[-1], G.shape[-1], G.shape[1] // C
+    out = torch.empty_like(y)
+    # A = None: S stands in for the pointer, never read (PER_CHANNEL=False)
+    _output_kernel[(triton.cdiv(V, cfg["BV"]), N, B * H)](
+        S if A is None else A, q, k, y, G, S, out, T, H, K, V, Kg, C=C, BK=cfg["BK"], BV=cfg["BV"],
+        BACKWARD=backward, PER_CHANNEL=A is not None, PREC=cfg["PREC"], num_warps=cfg["num_warps"],
+        num_stages=cfg["num_stages"])
+    return out
 
 
 class Scan(torch.autograd.Function):
@@ -321,47 +356,35 @@ class Scan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, g, h0, C, cfg):
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-        h0 = None if h0 is None else h0.contiguous()
-        G = _chunk_cumsum(g, C)                                            # steps 1-2
-        A, S, h = _forward_states(q, k, v, G, h0, C, cfg)                 # steps 3-5
-        (B, T, H, K), V, Kg, N = q.shape, v.shape[-1], G.shape[-1], G.shape[1] // C
-        o = torch.empty_like(v)                                            # step 6
-        _read_state_kernel[(triton.cdiv(V, cfg["BV"]), N, B * H)](
-            A, v, q, G, S, o, T, H, K, V, Kg, C=C, BK=cfg["BK"], BV=cfg["BV"], BACKWARD=False, PREC=cfg["PREC"],
-            num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
-        ctx.save_for_backward(q, k, v, g, h0, h)
+        G = _chunk_cumsum(g, C)                                                # steps 1-2
+        per_channel = G.shape[-1] > 1
+        S, h = _states(k, v, G, h0, C, cfg, reverse=False)                     # steps 4-5
+        A = _scores(q, k, G, C, cfg, per_channel=True) if per_channel else None    # step 3
+        o = _output(A, q, k, v, G, S, C, cfg, backward=False)                 # step 6 (and 3)
+        # S_n is kept for the backward (one (K, V) tile per chunk, in the input dtype): recomputing it
+        # would cost the backward another pass of steps 4-5. A is recomputed: it is cheap per head.
+        ctx.save_for_backward(q, k, v, g, h0, h, S)
         ctx.C, ctx.cfg = C, cfg
         return o, h
 
     @staticmethod
     def backward(ctx, do, dh):
-        q, k, v, g, h0, h = ctx.saved_tensors
+        q, k, v, g, h0, h, S = ctx.saved_tensors
         C, cfg = ctx.C, ctx.cfg
         do = torch.zeros_like(v) if do is None else do.contiguous()
         G = _chunk_cumsum(g, C)
-        A, S, _ = _forward_states(q, k, v, G, h0, C, cfg)                 # recomputed, not stored
         (B, T, H, K), V, Kg, N = q.shape, v.shape[-1], G.shape[-1], G.shape[1] // C
         sizes, tiles = (T, H, K, V, Kg), dict(C=C, BK=cfg["BK"], BV=cfg["BV"])
         run = dict(PREC=cfg["PREC"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
-        n_tiles = triton.cdiv(K, cfg["BK"]) * triton.cdiv(V, cfg["BV"])
-        # 4'. W_n = (q * exp(G))^T do, then 5'. D_n, in place of W
-        D = torch.empty_like(S)
-        _chunk_state_kernel[(n_tiles, N, B * H)](q, do, G, D, *sizes, **tiles, TO_END=False, **run)
-        dh0 = torch.empty_like(h)
-        # dh = None: dh0 stands in for the pointer, never read (HAS_INIT=False)
-        _carry_kernel[(n_tiles, 1, B * H)](D, G, dh0 if dh is None else dh.contiguous(), dh0, H, K, V, Kg, N,
-                                           **tiles, HAS_INIT=dh is not None, REVERSE=True,
-                                           num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
-        # 6'. dv = A^T do + (k * exp(G_last - G)) D_n
-        dv = torch.empty_like(v)
-        _read_state_kernel[(triton.cdiv(V, cfg["BV"]), N, B * H)](A, do, k, G, D, dv, *sizes, **tiles,
-                                                                  BACKWARD=True, **run)
+        # 4'-5'. W_n = (q * exp(G))^T do carried back: D_n, dL/dS at the end of chunk n, and dh0
+        D, dh0 = _states(q, do, G, dh, C, cfg, reverse=True)
+        # 6'. dv = A^T do + (k * exp(G_last - G)) D_n (A recomputed: by the kernel itself per head)
+        A = _scores(q, k, G, C, cfg, per_channel=True) if Kg > 1 else None
+        dv = _output(A, q, k, do, G, D, C, cfg, backward=True)
         # 3'. dA = do v^T for s <= t: the scores of (do, v), with the decays L for one decay per head
         #     (then dA * L is what dq, dk need), with none for a decay per key channel (G_none = 0).
         G_none = G if Kg == 1 else torch.zeros(*G.shape[:3], 1, device=G.device)
-        dA = A                                                             # A is no longer needed
-        _scores_kernel[(1, N, B * H)](do, v, G_none, dA, T, H, V, C=C, SUB=C, BK=cfg["BK"],
-                                      PER_CHANNEL=False, **run)
+        dA = _scores(do, v, G_none, C, cfg, per_channel=False)
         dq = torch.empty(q.shape, dtype=torch.float32, device=q.device)
         dk = torch.empty_like(dq)
         _dqk_kernel[(triton.cdiv(K, cfg["BK"]), N, B * H)](q, k, v, do, G, S, D, dA, dq, dk, *sizes[:4], **tiles,
@@ -395,21 +418,21 @@ def launches(dtype, per_channel, capability, K, V):
     tiles = dict(C=C, BK=BK, BV=BV, PREC=cfg["PREC"])
     sub = BC if per_channel else C
     kg = {} if per_channel else {"Kg": 1}                 # the JIT specialises an integer 1 as a constant
-    found = [("scores", _scores_kernel, dict(q=io, k=io, G=f32, A=f32),
-              dict(C=C, SUB=sub, BK=BK, PER_CHANNEL=per_channel, PREC=cfg["PREC"]))]
-    if per_channel:   # for one decay per head, dA * L is computed by the forward's scores kernel
-        found.append(("scores (do, v -> dA)", _scores_kernel, dict(q=io, k=io, G=f32, A=f32),
-                      dict(C=C, SUB=C, BK=BK, PER_CHANNEL=False, PREC=cfg["PREC"])))
-    for to_end, x in ((True, "k, v -> U"), (False, "q, do -> W")):
-        found.append((f"chunk_state ({x})", _chunk_state_kernel, dict(x=io, y=io, G=f32, U=f32),
-                      dict(tiles, TO_END=to_end)))
+    st = io if dtype != torch.float32 else f32             # the states S_n, D_n: _states
+    found = []
+    if per_channel:   # one decay per head: the forward's scores are made inside _output_kernel
+        found.append(("scores (q, k -> A)", _scores_kernel, dict(q=io, k=io, G=f32, A=f32),
+                      dict(C=C, SUB=sub, BK=BK, PER_CHANNEL=True, PREC=cfg["PREC"])))
+    found.append(("scores (do, v -> dA)", _scores_kernel, dict(q=io, k=io, G=f32, A=f32),
+                  dict(C=C, SUB=C, BK=BK, PER_CHANNEL=False, PREC=cfg["PREC"])))
     for reverse in (False, True):
-        found.append((f"carry ({'D, backward' if reverse else 'S, forward'})", _carry_kernel,
-                      dict(U=f32, G=f32, init=f32, final=f32), dict(C=C, BK=BK, BV=BV, HAS_INIT=True, REVERSE=reverse)))
+        found.append((f"states ({'q, do -> D_n, backward' if reverse else 'k, v -> S_n, forward'})", _states_kernel,
+                      dict(x=io, y=io, G=f32, S=st, init=f32, final=f32), dict(tiles, HAS_INIT=True, REVERSE=reverse)))
     for backward in (False, True):
-        found.append((f"read_state ({'dv' if backward else 'o'})", _read_state_kernel,
-                      dict(A=f32, y=io, x=io, G=f32, S=f32, out=io), dict(tiles, BACKWARD=backward)))
-    found.append(("dqk", _dqk_kernel, dict(q=io, k=io, v=io, do=io, G=f32, S=f32, D=f32, dq=f32, dk=f32, dA=f32),
+        found.append((f"output ({'dv' if backward else 'o'})", _output_kernel,
+                      dict(A=f32 if per_channel else st, q=io, k=io, y=io, G=f32, S=st, out=io),
+                      dict(tiles, BACKWARD=backward, PER_CHANNEL=per_channel)))
+    found.append(("dqk", _dqk_kernel, dict(q=io, k=io, v=io, do=io, G=f32, S=st, D=st, dq=f32, dk=f32, dA=f32),
                   dict(tiles, PER_CHANNEL=per_channel)))
     if per_channel:
         found.append(("dqk_intra", _dqk_intra_kernel, dict(q=io, k=io, G=f32, dA=f32, dq=f32, dk=f32),
