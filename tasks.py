@@ -319,6 +319,55 @@ def summarise(runs):
             for k in keys}
 
 
+def beyond_T(groups, T):
+    """Per setting, the accuracy on prompts longer than T (passkey: over all depths too) -> {label:
+    (mean, standard error)}: the error over seeds (std / sqrt(seeds)), or with one seed over the
+    prompts (binomial: each cell's p (1 - p) / n_examples)."""
+    out = {}
+    for label, g in groups.items():
+        runs = g["runs"]
+        beyond = np.array(runs[0]["lengths"]) > T
+        cells = [np.asarray(r["acc"])[..., beyond] for r in runs]
+        means = [c.mean() for c in cells]
+        if len(runs) > 1:
+            se = np.std(means, ddof=1) / np.sqrt(len(runs))
+        else:
+            se = np.sqrt((cells[0] * (1 - cells[0]) / n_examples).sum()) / cells[0].size
+        out[label] = (float(np.mean(means)), float(se))
+    return out
+
+
+def print_tables(groups, T):
+    """passkey, qa*: accuracy per prompt length (passkey: the mean over depths), mean +- std over seeds;
+    then the accuracy beyond T and each setting's difference from the first one, with standard errors."""
+    first = next(iter(groups.values()))["runs"][0]
+    print(f"\n{task}: accuracy by prompt length (T = {T}{'; the mean over depths' if task == 'passkey' else ''}), "
+          "mean +- std over seeds")
+    print("| setting | seeds | " + " | ".join(map(str, first["lengths"])) + " |\n|---|---|" + "---|" * len(first["lengths"]))
+    for label, g in groups.items():
+        accs = [np.asarray(r["acc"]).reshape(-1, len(first["lengths"])).mean(0) for r in g["runs"]]
+        mean, std = np.mean(accs, 0), np.std(accs, 0, ddof=min(1, len(accs) - 1))
+        print(f"| {label} | {len(accs)} | " + " | ".join(f"{m:.2f} +- {s:.2f}" for m, s in zip(mean, std)) + " |")
+    b = beyond_T(groups, T)
+    (ref, (m0, s0)), n_seeds = next(iter(b.items())), len(next(iter(groups.values()))["runs"])
+    print(f"\nbeyond T (prompts longer than {T}): mean +- standard error "
+          f"({'over seeds' if n_seeds > 1 else f'over {n_examples} prompts a cell'})")
+    print(f"| setting | accuracy | minus {ref} |\n|---|---|---|")
+    for label, (m, s) in b.items():
+        diff = "" if label == ref else f"{m - m0:+.3f} +- {np.hypot(s, s0):.3f}"
+        print(f"| {label} | {m:.3f} +- {s:.3f} | {diff} |")
+    if task == "passkey":   # the same, one depth at a time: where the key sits decides what fails
+        print(f"\nbeyond T, by depth of the key: mean +- standard error\n| depth | " +
+              " | ".join(b) + f" | minus {ref} |\n|---|" + "---|" * (len(b) + 1))
+        for i, depth in enumerate(first["depths"]):
+            at = beyond_T({label: {"runs": [dict(r, acc=np.asarray(r["acc"])[i]) for r in g["runs"]]}
+                           for label, g in groups.items()}, T)
+            (m0, s0), cells = at[ref], [f"{m:.3f} +- {s:.3f}" for m, s in at.values()]
+            diffs = [f"{m - m0:+.3f} +- {np.hypot(s, s0):.3f}" for label, (m, s) in at.items() if label != ref]
+            print(f"| {depth} | " + " | ".join(cells) + " | " + ", ".join(diffs) + " |")
+    return b
+
+
 def plot(groups, T, path):
     """copy: accuracies against the copy length; passkey: a heatmap per label (fig. 7); qa*: accuracy
     against the haystack's length (fig. 6). Error bars: the std across seeds."""
@@ -332,15 +381,19 @@ def plot(groups, T, path):
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8)
             ax.set_xticks(range(len(first["lengths"])), first["lengths"])
             ax.set_yticks(range(len(first["depths"])), first["depths"])
-            ax.set(xlabel="context length (tokens)", ylabel="depth of the key", title=f"{label} (T = {T})")
+            ax.set(xlabel="context length (tokens)", ylabel="depth of the key",
+                   title=f"{label} (T = {T}; mean of {len(g['runs'])} seed{'s' * (len(g['runs']) > 1)})")
     else:
         panels = ("char", "string") if task == "copy" else ("acc",)
         fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
         x = np.arange(len(first["lengths"]))
         for ax, key in zip(axes[0], panels):
             for label, g in groups.items():
-                ax.errorbar(x, g["mean"][key], g["std"][key], marker="o", capsize=3,
-                            label=f"{label} (seeds: {len(g['runs'])})")
+                seeds = len(g["runs"])
+                one = seeds == 1 and key == "acc"     # one seed: the binomial error over the prompts
+                err = np.sqrt(g["mean"][key] * (1 - g["mean"][key]) / n_examples) if one else g["std"][key]
+                what = "1 seed; bars: s.e. over prompts" if one else f"seeds: {seeds}"
+                ax.errorbar(x, g["mean"][key], err, marker="o", capsize=3, label=f"{label} ({what})")
             ax.set_xticks(x, first["lengths"])
             ax.set_ylim(-0.02, 1.02)
             what = {"char": "character accuracy", "string": "whole-string accuracy", "acc": "accuracy"}[key]
@@ -383,8 +436,9 @@ if __name__ == "__main__":
         for label, g in groups.items():
             print(f"| {label} | {len(g['runs'])} | {g['mean']['char'][-1]:.3f} +- {g['std']['char'][-1]:.3f} "
                   f"| {g['mean']['string'][-1]:.3f} +- {g['std']['string'][-1]:.3f} |")
+    beyond = None if task == "copy" else print_tables(groups, T)
     os.makedirs(out_dir, exist_ok=True)
     plot(groups, T, os.path.join(out_dir, f"{task}.png"))
     with open(os.path.join(out_dir, f"{task}.json"), "w") as f:
-        json.dump(evaluate.to_json(dict(settings=config, T_train=T, results=groups)), f, indent=1)
+        json.dump(evaluate.to_json(dict(settings=config, T_train=T, results=groups, beyond_T=beyond)), f, indent=1)
     print(f"wrote {out_dir}/{task}.json and {out_dir}/{task}.png")

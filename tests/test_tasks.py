@@ -57,6 +57,19 @@ def find(seq, sub):
     return [i for i in range(len(seq) - len(sub) + 1) if seq[i:i + len(sub)] == sub]
 
 
+def test_beyond_T_by_hand(monkeypatch):
+    # Prompts longer than T = 256 are 512 and 1024. Two seeds: the mean of the seeds' means, and
+    # their std / sqrt(2). One seed: the binomial error of the cells, sqrt(sum p (1 - p) / n) / cells.
+    monkeypatch.setattr(tasks, "n_examples", 10)
+    two = {"runs": [dict(lengths=[256, 512, 1024], acc=[1.0, 0.6, 0.2]), dict(lengths=[256, 512, 1024], acc=[1.0, 0.8, 0.4])]}
+    one = {"runs": [dict(lengths=[256, 512, 1024], acc=[0.9, 0.5, 0.1])]}
+    got = tasks.beyond_T({"zero": two, "sp": one}, 256)
+    assert got["zero"][0] == pytest.approx(0.5)                         # (0.4 + 0.6) / 2
+    assert got["zero"][1] == pytest.approx(np.std([0.4, 0.6], ddof=1) / np.sqrt(2))
+    assert got["sp"][0] == pytest.approx(0.3)
+    assert got["sp"][1] == pytest.approx(np.sqrt(0.5 * 0.5 / 10 + 0.1 * 0.9 / 10) / 2)
+
+
 @pytest.mark.parametrize("n_tokens", [146, 300, 1000])
 def test_passkey_key_twice_near_its_depth_within_n_tokens(filler, n_tokens):
     rng = np.random.default_rng(n_tokens)
