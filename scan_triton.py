@@ -168,7 +168,7 @@ def _output_kernel(A, q, k, y, G, S, out, T, H, K, V, Kg, C: tl.constexpr, BK: t
     for k0 in range(0, K, BK):
         dk = k0 + tl.arange(0, BK)
         q_t, k_t = _load_rows(q, b, h, t, dk, T, H, K), _load_rows(k, b, h, t, dk, T, H, K)
-        x_t = k_t if BACKWARD else q_t
+        x_t = k_t if BACKWARD else q_t     # per key channel the other one is unused: the compiler drops its load
         if PER_CHANNEL:
             x_t *= _decay(G, b, h, n, t, dk, N, H, Kg, C, BACKWARD)
         elif BACKWARD:     # dv needs A^T = k q^T, made so (no tl.trans of the (C, C) tile)
