@@ -191,7 +191,6 @@ def static():
     for name, B, T, H, K, V, per_channel in STATIC_SHAPES:
         launched, cfg = scan_triton.launches(torch.bfloat16, per_channel, (9, 0), K, V)
         compiled = {n: scan_triton.compile_for(kern, sig, ce, (9, 0), cfg) for n, kern, sig, ce in launched}
-
         fwd, bwd = kernel_costs(B, T, H, K, V, per_channel, 2, cfg["BK"], cfg["BV"])
         for pass_, rows in (("fwd", fwd), ("bwd", bwd)):
             total = 0.0

@@ -375,7 +375,7 @@ class Scan(torch.autograd.Function):
         do = torch.zeros_like(v) if do is None else do.contiguous()
         G = _chunk_cumsum(g, C)
         (B, T, H, K), V, Kg, N = q.shape, v.shape[-1], G.shape[-1], G.shape[1] // C
-        sizes, tiles = (T, H, K, V, Kg), dict(C=C, BK=cfg["BK"], BV=cfg["BV"])
+        tiles = dict(C=C, BK=cfg["BK"], BV=cfg["BV"])
         run = dict(PREC=cfg["PREC"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
         # 4'-5'. W_n = (q * exp(G))^T do carried back: D_n, dL/dS at the end of chunk n, and dh0
         D, dh0 = _states(q, do, G, dh, C, cfg, reverse=True)
@@ -388,7 +388,7 @@ class Scan(torch.autograd.Function):
         dA = _scores(do, v, G_none, C, cfg, per_channel=False)
         dq = torch.empty(q.shape, dtype=torch.float32, device=q.device)
         dk = torch.empty_like(dq)
-        _dqk_kernel[(triton.cdiv(K, cfg["BK"]), N, B * H)](q, k, v, do, G, S, D, dA, dq, dk, *sizes[:4], **tiles,
+        _dqk_kernel[(triton.cdiv(K, cfg["BK"]), N, B * H)](q, k, v, do, G, S, D, dA, dq, dk, T, H, K, V, **tiles,
                                                            PER_CHANNEL=Kg > 1, **run)
         if Kg > 1:
             _dqk_intra_kernel[(triton.cdiv(K, cfg["BK"]) * (C // BC), N, B * H)](

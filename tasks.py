@@ -349,9 +349,10 @@ def print_tables(groups, T):
         mean, std = np.mean(accs, 0), np.std(accs, 0, ddof=min(1, len(accs) - 1))
         print(f"| {label} | {len(accs)} | " + " | ".join(f"{m:.2f} +- {s:.2f}" for m, s in zip(mean, std)) + " |")
     b = beyond_T(groups, T)
-    (ref, (m0, s0)), n_seeds = next(iter(b.items())), len(next(iter(groups.values()))["runs"])
+    ref = next(iter(b))                       # the first setting: the others are compared with it
+    m0, s0 = b[ref]
     print(f"\nbeyond T (prompts longer than {T}): mean +- standard error "
-          f"({'over seeds' if n_seeds > 1 else f'over {n_examples} prompts a cell'})")
+          f"({'over seeds' if len(groups[ref]['runs']) > 1 else f'over {n_examples} prompts a cell'})")
     print(f"| setting | accuracy | minus {ref} |\n|---|---|---|")
     for label, (m, s) in b.items():
         diff = "" if label == ref else f"{m - m0:+.3f} +- {np.hypot(s, s0):.3f}"
@@ -362,8 +363,9 @@ def print_tables(groups, T):
         for i, depth in enumerate(first["depths"]):
             at = beyond_T({label: {"runs": [dict(r, acc=np.asarray(r["acc"])[i]) for r in g["runs"]]}
                            for label, g in groups.items()}, T)
-            (m0, s0), cells = at[ref], [f"{m:.3f} +- {s:.3f}" for m, s in at.values()]
-            diffs = [f"{m - m0:+.3f} +- {np.hypot(s, s0):.3f}" for label, (m, s) in at.items() if label != ref]
+            r0, e0 = at[ref]
+            cells = [f"{m:.3f} +- {s:.3f}" for m, s in at.values()]
+            diffs = [f"{m - r0:+.3f} +- {np.hypot(s, e0):.3f}" for label, (m, s) in at.items() if label != ref]
             print(f"| {depth} | " + " | ".join(cells) + " | " + ", ".join(diffs) + " |")
     return b
 
