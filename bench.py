@@ -124,92 +124,106 @@ def card_rates():
 # ----------------------------------------------------------------------------------------------
 # The static cost of the Triton kernels on an H100: no GPU needed
 
-H100 = dict(name="H100 SXM", sms=132, bytes_per_s=3.35e12, tf32_per_s=494e12, bf16_per_s=989e12)  # datasheet, dense
+H100 = dict(name="H100 SXM", sms=132, bytes_per_s=3.35e12, bf16_per_s=989e12)   # datasheet, dense
 STATIC_SHAPES = [("Mamba-2 130m", 8, 2048, 24, 128, 64, False), ("GLA 340M", 8, 2048, 4, 128, 256, True),
                  ("GLA 1.3B", 8, 2048, 4, 256, 512, True)]      # name, B, T, H, K, V, a decay per key channel
 
 
 LAUNCH_OF = {"scores: A": "scores (q, k -> A)", "scores: dA": "scores (do, v -> dA)", "output: o": "output (o)",
              "output: dv": "output (dv)", "states: S_n": "states (k, v -> S_n, forward)",
-             "states: D_n": "states (q, do -> D_n, backward)"}   # kernel_costs' rows -> scan_triton.launches' names
+             "states: D_n": "states (q, do -> D_n, backward)", "dg": "dg"}   # kernel_costs' rows -> scan_triton.launches' names
 
 
-def kernel_costs(B, T, H, K, V, per_channel, elem, BK, BV, C=64, SUB=16):
+def kernel_costs(B, T, H, K, V, per_channel, elem, BK, BV, BV_out, C=64, SUB=16):
     """Each launch of a forward and backward of `scan`, counted from its tiles: [(step, kernel,
     programs, matmul flops issued, fewest, bytes moved, fewest)]. 'Fewest' flops count only the pairs
-    s <= t; 'fewest' bytes read every tensor the kernel needs once (tiles re-read what other programs
-    also read). Elementwise work (the exps; the per-channel diagonal sub-chunks) is not counted.
-    The states S_n, D_n are in the input dtype (elem bytes), the scores A float32."""
-    N, BH, nK, nV = -(-T // C), B * H, -(-K // BK), -(-V // BV)
+    s <= t; 'fewest' bytes read every tensor the kernel needs once. 'Moved' counts every tile a
+    program loads as read from memory, also when other programs of the same chunk read it too (on a
+    GPU those are mostly hits in the L2 cache: this count is an upper bound). Elementwise work (the
+    exps; the per-channel diagonal sub-chunks) is not counted. The states S_n, D_n and the scores A,
+    dA are in the input dtype (elem bytes); G, dG and the per-channel dq, dk of the states float32.
+    Steps 1-2 (G from g) run in PyTorch: a row of their own ('torch')."""
+    N, BH, nK, nV, nO = -(-T // C), B * H, -(-K // BK), -(-V // BV), -(-V // BV_out)   # nO: V tiles of step 6
     sub = SUB if per_channel else C
+    Kg = K if per_channel else 1
     tok = BH * N * C                                          # token rows, T padded to N * C
     q = k = tok * K * elem
     v = tok * V * elem
-    G = tok * (K if per_channel else 1) * 4
-    A, S, h = BH * N * C * C * 4, BH * N * K * V * elem, BH * K * V * 4
+    g, G = tok * Kg * elem, tok * Kg * 4
+    A, S, h = BH * N * C * C * elem, BH * N * K * V * elem, BH * K * V * 4
     pairs = lambda width: (2 * tok * C * width, tok * (C + 1) * width)   # (C, C) x (C, width): all, causal
     state = 2 * tok * K * V                                   # (K, C) x (C, V) per chunk
+    none = (0, 0)
     plus = lambda *fs: tuple(sum(x) for x in zip(*fs))
 
     def row(step, name, programs, flops, reads, writes):
         return (step, name, programs, *flops, sum(b * n for b, n in reads) + writes, sum(b for b, _ in reads) + writes)
+    cumsum = row("1 2", "G (torch)", BH * N, none, [(g, 1)], G)      # cumsum(dtype=float32): one pass
     scores = row("3", "scores: A", C // sub * N * BH, pairs(K), [(q, 1), (k, C // sub), (G, 1 + C // sub)], A)
     states = row("4 5", "states: S_n", nK * nV * BH, (state, state), [(k, nV), (v, nK), (G, nV)], S + h)
     if per_channel:   # the scores come from _scores_kernel
-        out = row("6", "output: o", nV * N * BH, plus(pairs(V), (state, state)), [(A, nV), (v, 1), (q, nV), (G, nV), (S, 1)], v)
-        dv = row("6'", "output: dv", nV * N * BH, plus(pairs(V), (state, state)), [(A, nV), (v, 1), (k, nV), (G, nV), (S, 1)], v)
+        out = row("6", "output: o", nO * N * BH, plus(pairs(V), (state, state)), [(A, nO), (v, 1), (q, nO), (G, nO), (S, 1)], v)
+        dv = row("6'", "output: dv", nO * N * BH, plus(pairs(V), (state, state)), [(A, nO), (v, 1), (k, nO), (G, nO), (S, 1)], v)
     else:             # the scores are made inside the output kernel, once per tile of V
-        made = (nV * pairs(K)[0], pairs(K)[1])
-        out = row("3 6", "output: o", nV * N * BH, plus(made, pairs(V), (state, state)), [(q, nV), (k, nV), (v, 1), (G, nV), (S, 1)], v)
-        dv = row("3 6'", "output: dv", nV * N * BH, plus(made, pairs(V), (state, state)), [(q, nV), (k, nV), (v, 1), (G, nV), (S, 1)], v)
-    fwd = ([scores] if per_channel else []) + [states, out]
-    dA_flops = plus(pairs(K), pairs(K)) if not per_channel else (0, 0)
-    bwd = [row("4' 5'", "states: D_n", nK * nV * BH, (state, state), [(q, nV), (v, nK), (G, nV)], S + h)]
+        made = (nO * pairs(K)[0], pairs(K)[1])
+        out = row("3 6", "output: o", nO * N * BH, plus(made, pairs(V), (state, state)), [(q, nO), (k, nO), (v, 1), (G, nO), (S, 1)], v)
+        dv = row("3 6'", "output: dv", nO * N * BH, plus(made, pairs(V), (state, state)), [(q, nO), (k, nO), (v, 1), (G, nO), (S, 1)], v)
+    fwd = [cumsum] + ([scores] if per_channel else []) + [states, out]
+    bwd = [cumsum, row("4' 5'", "states: D_n", nK * nV * BH, (state, state), [(q, nV), (v, nK), (G, nV)], S + h)]
     bwd += ([scores] if per_channel else []) + [dv,
-            row("3'", "scores: dA", N * BH, pairs(V), [(v, 2), (G if not per_channel else 0, 1)], A),
-            row("3' 4' 6'", "dqk", nK * N * BH, plus((2 * state, 2 * state), dA_flops),
-                [(v, 2 * nK), (S, 2), (G, 1)] + ([] if per_channel else [(A, nK), (q, 1), (k, 1)]), 2 * tok * K * 4)]
-    if per_channel:
-        bwd.append(row("3'", "dqk_intra", nK * C // SUB * N * BH, plus(pairs(K), pairs(K)),
-                       [(q, 1 + C // SUB), (k, 1 + C // SUB), (G, 1 + C // SUB), (A, 2 * nK), (2 * tok * K * 4, 1)], 2 * tok * K * 4))
+            row("3'", "scores: dA", N * BH, pairs(V), [(v, 2), (tok * 4, 2)], A)]
+    if per_channel:   # _dqk_kernel's float32 dq, dk are completed by _dqk_intra_kernel, which makes dG
+        bwd += [row("3' 4' 6'", "dqk", nK * N * BH, (2 * state, 2 * state), [(v, 2 * nK), (S, 2), (G, 1)], 2 * tok * K * 4),
+                row("3'", "dqk_intra", nK * C // SUB * N * BH, plus(pairs(K), pairs(K)),
+                    [(q, 2 + C // SUB), (k, 2 + C // SUB), (G, 1 + C // SUB), (A, 2 * nK), (2 * tok * K * 4, 1)],
+                    2 * tok * K * elem + G)]
+    else:             # dq, dk finished in the input dtype, with each K tile's share of dG
+        bwd.append(row("3' 4' 6'", "dqk", nK * N * BH, plus((2 * state, 2 * state), pairs(K), pairs(K)),
+                       [(v, 2 * nK), (S, 2), (G, 2), (A, 2 * nK), (q, 2), (k, 2)], 2 * tok * K * elem + tok * nK * 4))
+    # dg: _dg_kernel reads dG (a share per K tile for one decay per head) once, writes dg in g's dtype
+    bwd.append(row("dg", "dg", -(-Kg // 16) * BH, none, [(G if per_channel else tok * nK * 4, 1)], g))
     return fwd, bwd
 
 
 def static():
     """Print, for each official shape in bfloat16 on an H100, every kernel's shared memory and
     registers (compiled for sm_90 on this machine), programs, flops and bytes, and the time a
-    roofline predicts: max(bytes / bandwidth, flops / TF32 rate), stretched by SMs / programs when
-    fewer programs than SMs run. 'roof' is the floor over that time: for a kernel, its fewest bytes
-    and flops; for a whole pass ('all'), those of the loop (n_bytes, n_flops, at the bf16 rate).
-    A prediction, not a measurement."""
+    roofline predicts: max(bytes / bandwidth, flops / bf16 rate), stretched by SMs / programs when
+    fewer programs than SMs run. Two times: 'pred us' counts every tile a program loads as a read
+    from memory; 'L2 us' reads every tensor once (re-reads by programs of the same chunk, which run
+    side by side, served by the L2 cache). The truth should lie between. 'roof' is the floor over
+    the first time: for a kernel, its fewest bytes and flops; for a whole pass ('all'), those of the
+    loop (n_bytes, n_flops); 'L2 roof' the pass's floor over the second. A prediction, not a measurement."""
     card = H100
+    rate = lambda nbytes, flops: max(nbytes / card["bytes_per_s"], flops / card["bf16_per_s"])
     print(f"\nstatic cost on an {card['name']} (predicted, not measured): {card['sms']} SMs, "
-          f"{card['bytes_per_s'] / 1e12:.2f} TB/s, TF32 {card['tf32_per_s'] / 1e12:.0f} TFLOP/s (the kernels' products), "
-          f"bf16 {card['bf16_per_s'] / 1e12:.0f} TFLOP/s (the floor's); bfloat16 inputs, chunk 64")
+          f"{card['bytes_per_s'] / 1e12:.2f} TB/s, bf16 {card['bf16_per_s'] / 1e12:.0f} TFLOP/s; bfloat16 inputs, chunk 64")
     print(f"{'shape':<13} {'pass':<4} {'step':<8} {'kernel':<15} {'smem KB':>7} {'regs':>4} {'programs':>8} "
-          f"{'flops/min':>9} {'bytes/min':>9} {'pred us':>8} {'roof':>6}")
+          f"{'flops/min':>9} {'bytes/min':>9} {'pred us':>8} {'roof':>6} {'L2 us':>7} {'L2 roof':>7}")
     for name, B, T, H, K, V, per_channel in STATIC_SHAPES:
         launched, cfg = scan_triton.launches(torch.bfloat16, per_channel, (9, 0), K, V)
         compiled = {n: scan_triton.compile_for(kern, sig, ce, (9, 0), cfg) for n, kern, sig, ce in launched}
-        fwd, bwd = kernel_costs(B, T, H, K, V, per_channel, 2, cfg["BK"], cfg["BV"])
+        fwd, bwd = kernel_costs(B, T, H, K, V, per_channel, 2, cfg["BK"], cfg["BV"], cfg["BV_out"])
         for pass_, rows in (("fwd", fwd), ("bwd", bwd)):
-            total = 0.0
+            total = total_l2 = 0.0
             for step, kernel, programs, flops, flops_min, moved, fewest in rows:
-                shared, regs, _ = compiled[LAUNCH_OF.get(kernel, kernel)]
-                t = max(moved / card["bytes_per_s"], flops / card["tf32_per_s"]) * max(1, card["sms"] / programs)
-                roof = max(fewest / card["bytes_per_s"], flops_min / card["tf32_per_s"])   # this kernel's floor
-                total += t
+                shared, regs, _ = compiled.get(LAUNCH_OF.get(kernel, kernel), (0, 0, 0))   # torch: no kernel of ours
+                stretch = max(1, card["sms"] / programs)
+                t, t_l2 = rate(moved, flops) * stretch, rate(fewest, flops) * stretch
+                roof = rate(fewest, flops_min)                                  # this kernel's floor
+                total, total_l2 = total + t, total_l2 + t_l2
                 print(f"{name:<13} {pass_:<4} {step:<8} {kernel:<15} {shared / 1024:>7.0f} {regs:>4} {programs:>8} "
-                      f"{f'{flops / flops_min:.2f}' if flops_min else '-':>9} {moved / fewest:>9.2f} {t * 1e6:>8.1f} {roof / t:>6.0%}")
+                      f"{f'{flops / flops_min:.2f}' if flops_min else '-':>9} {moved / fewest:>9.2f} {t * 1e6:>8.1f} "
+                      f"{roof / t:>6.0%} {t_l2 * 1e6:>7.1f}")
             fewest_bytes = n_bytes(B, T, H, K, V, not per_channel, 2)
             fewest_bytes = fewest_bytes[0] if pass_ == "fwd" else fewest_bytes[1] - fewest_bytes[0]
             fewest_flops = n_flops(B, T, H, K, V)
             fewest_flops = fewest_flops[0] if pass_ == "fwd" else fewest_flops[1] - fewest_flops[0]
-            floor = max(fewest_bytes / card["bytes_per_s"], fewest_flops / card["bf16_per_s"])
+            floor = rate(fewest_bytes, fewest_flops)
             issued = sum(r[3] for r in rows)
             print(f"{name:<13} {pass_:<4} {'all':<8} {'predicted':<15} {'':>7} {'':>4} {'':>8} "
                   f"{issued / fewest_flops:>9.2f} {sum(r[5] for r in rows) / fewest_bytes:>9.2f} {total * 1e6:>8.1f}"
-                  f" {floor / total:>6.0%}   (the pass's floor: {floor * 1e6:.1f} us)")
+                  f" {floor / total:>6.0%} {total_l2 * 1e6:>7.1f} {floor / total_l2:>7.0%}   (the loop's floor: {floor * 1e6:.1f} us)")
 
 
 if static:

@@ -12,9 +12,10 @@ Read each kernel next to the step of scan_chunked with the same number. Per (bat
     6.   o    A v + (q * exp(G)) S_n                                                        _output_kernel
 Steps 3 and 6 run one program per chunk (and per tile of K or V), steps 4-5 one per state tile,
 walking the chunks. What goes through memory between them: the states S_n, one (K, V) tile per
-chunk, in the input dtype (bfloat16 or float16; float32 for float32 inputs), and for a decay per
-key channel the scores A, float32. (fla's chunk_gla splits its work the same way: the chunk
-states by one loop per state tile, then the outputs in parallel over chunks.)
+chunk, and for a decay per key channel the scores A, both in the input dtype (bfloat16 or float16;
+float32 for float32 inputs). (fla's chunk_gla splits its work the same way: the chunk states by
+one loop per state tile, then the outputs in parallel over chunks.) Tiles are float32 in registers;
+for 16-bit inputs the matrix products take 16-bit operands, as the peers' kernels do (_mm).
 
 The backward runs the same kernels the other way round: with dA = do v^T (masked to s <= t) and
 D_n = dL/dS at the end of chunk n (a gradient of the state, unrelated to Mamba's skip parameter D;
@@ -22,13 +23,16 @@ U_n above is an increment of the state, not a gradient),
     4'-5'. W_n = (q * exp(G))^T do, what chunk n's outputs add to dL/d(its incoming state), carried
            back: D_{n-1} = exp(G_last) * D_n + W_n; D before chunk 0 is dh0          _states_kernel
     6'.    dv = A^T do + (k * exp(G_last - G)) D_n                                    _output_kernel
-    3'.    dA, then dq = (do S_n^T) * exp(G) + dA-part,  dk = (v D_n^T) * exp(G_last - G) + dA-part
-and dg needs no kernel (see Scan.backward). The forward's S_n are kept for the backward.
+    3'.    dA, then dq = (do S_n^T) * exp(G) + dA-part,  dk = (v D_n^T) * exp(G_last - G) + dA-part,
+           and dG = q dq - k dk, whose reverse cumulative sum is dg (see Scan.backward)
+The forward's S_n are kept for the backward.
 
-Layouts (contiguous, float32 unless said): q, k (B, T, H, K) and v, o (B, T, H, V) in the input
-dtype; G (B, N*C, H, K|1); A (B*H, N, C, C); states S_n, D_n (B*H, N, K, V). Program axes:
+Layouts (contiguous): q, k (B, T, H, K), v, o (B, T, H, V), A (B*H, N, C, C) and the states S_n,
+D_n (B*H, N, K, V) in the input dtype; G (B, N*C, H, K|1) float32. Program axes:
 0 = tile of K and/or V (or the sub-chunk), 1 = the chunk n, 2 = batch row * H + head.
 """
+import os
+
 import torch
 import torch.nn.functional as F
 import triton
@@ -60,6 +64,26 @@ def _decay(G, b, h, n, t, d, N, H, Kg, C: tl.constexpr, TO_END: tl.constexpr):
         G_last = _load_G(G, b, h, n * C + C - 1 + tl.zeros((1,), tl.int32), d, N * C, H, Kg)
         log_decay = G_last - log_decay                                                     # G_last - G_t
     return tl.exp(log_decay)
+
+
+# Under TRITON_INTERPRET=1 (the CPU), Triton 3.9's tl.dot gets bfloat16 operands wrong: _mm rounds them
+# to 16 bits and multiplies in float32 there, which gives the numbers the tensor cores give (a product
+# of two 16-bit values is exact in float32; both accumulate in float32).
+_INTERPRETED = tl.constexpr(os.environ.get("TRITON_INTERPRET") == "1")
+
+
+@triton.jit
+def _mm(a, b, ty: tl.constexpr, PREC: tl.constexpr):
+    """a @ b, accumulated in float32. For 16-bit inputs (ty) the operands are rounded back to 16 bits,
+    as the peers do: twice the tensor-core rate of TF32 and half the registers, at the inputs' own
+    precision. For float32 inputs, and wherever PREC = "ieee" (a T4: 16-bit products there spill
+    registers), float32 products at PREC."""
+    if ty == tl.float32 or PREC == "ieee":
+        return tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision=PREC)
+    elif _INTERPRETED:
+        return tl.dot(a.to(ty).to(tl.float32), b.to(ty).to(tl.float32), input_precision="ieee")
+    else:
+        return tl.dot(a.to(ty), b.to(ty))
 
 
 @triton.jit
@@ -99,7 +123,7 @@ def _scores_kernel(q, k, G, A, T, H, K, C: tl.constexpr, SUB: tl.constexpr, BK: 
             G_r = tl.sum(tl.where((rows == r)[:, None], G_t, 0.0), 0)     # G at row r, (BK,)
             q_r = q_t * tl.exp(G_t - G_r[None, :])                         # t >= r
             k_r = k_s * tl.exp(tl.where((cols < r)[:, None], G_r[None, :] - G_s, float("-inf")))
-            acc += tl.dot(q_r, tl.trans(k_r), input_precision=PREC)      # keys s < r
+            acc += _mm(q_r, tl.trans(k_r), q.dtype.element_ty, PREC)      # keys s < r
             for j in range(0, SUB):                                       # keys s = r + j
                 k_j = _load_rows(k, b, h, n * C + r + j + tl.zeros((1,), tl.int32), d, T, H, K)
                 G_j = _load_G(G, b, h, n * C + r + j + tl.zeros((1,), tl.int32), d, N * C, H, Kg)
@@ -107,12 +131,12 @@ def _scores_kernel(q, k, G, A, T, H, K, C: tl.constexpr, SUB: tl.constexpr, BK: 
                 a_j = tl.sum(q_t * k_j * decay, 1)                        # A[t, r + j], (SUB,)
                 acc += tl.where((cols == r + j)[None, :], a_j[:, None], 0.0)
         else:
-            acc += tl.dot(q_t, tl.trans(k_s), input_precision=PREC)
+            acc += _mm(q_t, tl.trans(k_s), q.dtype.element_ty, PREC)
     if not PER_CHANNEL:
         G_t = tl.load(G + (b * N * C + t) * H + h)                         # one decay per head: Kg = 1
         G_s = tl.load(G + (b * N * C + s) * H + h)
         acc *= tl.exp(tl.where(rows[:, None] >= cols[None, :], G_t[:, None] - G_s[None, :], float("-inf")))
-    tl.store(A + ((bh * N + n) * C + rows[:, None]) * C + cols[None, :], acc)
+    tl.store(A + ((bh * N + n) * C + rows[:, None]) * C + cols[None, :], acc.to(A.dtype.element_ty))
 
 
 @triton.jit
@@ -142,7 +166,7 @@ def _states_kernel(x, y, G, S, init, final, T, H, K, V, Kg, N, C: tl.constexpr, 
         off_n, _ = _state_offsets(bh, n, N, dk, dv, K, V)
         tl.store(S + off_n, S_n.to(S.dtype.element_ty), mask=mask)
         x_t = _load_rows(x, b, h, t, dk, T, H, K) * _decay(G, b, h, n, t, dk, N, H, Kg, C, not REVERSE)
-        U_n = tl.dot(tl.trans(x_t), _load_rows(y, b, h, t, dv, T, H, V), input_precision=PREC)
+        U_n = _mm(tl.trans(x_t), _load_rows(y, b, h, t, dv, T, H, V), x.dtype.element_ty, PREC)
         G_last = _load_G(G, b, h, n * C + C - 1 + tl.zeros((1,), tl.int32), dk, N * C, H, Kg)   # (1, BK)
         S_n = tl.exp(tl.trans(G_last)) * S_n + U_n
     tl.store(final + off, S_n, mask=mask)
@@ -172,11 +196,11 @@ def _output_kernel(A, q, k, y, G, S, out, T, H, K, V, Kg, C: tl.constexpr, BK: t
         if PER_CHANNEL:
             x_t *= _decay(G, b, h, n, t, dk, N, H, Kg, C, BACKWARD)
         elif BACKWARD:     # dv needs A^T = k q^T, made so (no tl.trans of the (C, C) tile)
-            scores += tl.dot(k_t, tl.trans(q_t), input_precision=PREC)
+            scores += _mm(k_t, tl.trans(q_t), q.dtype.element_ty, PREC)
         else:
-            scores += tl.dot(q_t, tl.trans(k_t), input_precision=PREC)
+            scores += _mm(q_t, tl.trans(k_t), q.dtype.element_ty, PREC)
         off, mask = _state_offsets(bh, n, N, dk, dv, K, V)
-        acc += tl.dot(x_t, tl.load(S + off, mask=mask, other=0.0).to(tl.float32), input_precision=PREC)
+        acc += _mm(x_t, tl.load(S + off, mask=mask, other=0.0).to(tl.float32), q.dtype.element_ty, PREC)
     if PER_CHANNEL:
         for s0 in tl.static_range(0, C, 16):
             s = s0 + tl.arange(0, 16)
@@ -184,7 +208,7 @@ def _output_kernel(A, q, k, y, G, S, out, T, H, K, V, Kg, C: tl.constexpr, BK: t
                 A_s = tl.load(A + ((bh * N + n) * C + s[None, :]) * C + rows[:, None])   # A^T[t, s] = A[s, t]
             else:
                 A_s = tl.load(A + ((bh * N + n) * C + rows[:, None]) * C + s[None, :])
-            acc += tl.dot(A_s, _load_rows(y, b, h, n * C + s, dv, T, H, V), input_precision=PREC)
+            acc += _mm(A_s, _load_rows(y, b, h, n * C + s, dv, T, H, V), q.dtype.element_ty, PREC)
     else:   # one decay per head: the state term's decay is one number per row, applied once here
         G_t = tl.load(G + (b * N * C + t) * H + h)
         if BACKWARD:   # rows decay to the chunk's end; A^T[t, s] = A[s, t] has s >= t, decay exp(G_s - G_t)
@@ -193,21 +217,22 @@ def _output_kernel(A, q, k, y, G, S, out, T, H, K, V, Kg, C: tl.constexpr, BK: t
         else:
             acc *= tl.exp(G_t)[:, None]
             scores *= tl.exp(tl.where(rows[:, None] >= rows[None, :], G_t[:, None] - G_t[None, :], float("-inf")))
-        acc += tl.dot(scores, _load_rows(y, b, h, t, dv, T, H, V), input_precision=PREC)
+        acc += _mm(scores, _load_rows(y, b, h, t, dv, T, H, V), q.dtype.element_ty, PREC)
     _store_rows(out, acc, b, h, t, dv, T, H, V)
 
 
 @triton.jit
-def _dqk_kernel(q, k, v, do, G, S, D, dA, dq, dk, T, H, K, V, C: tl.constexpr, BK: tl.constexpr,
+def _dqk_kernel(q, k, v, do, G, S, D, dA, dq, dk, dG, T, H, K, V, C: tl.constexpr, BK: tl.constexpr,
                 BV: tl.constexpr, PER_CHANNEL: tl.constexpr, PREC: tl.constexpr):
     """The states' share of dq and dk; for one decay per head also the share of dA (step 3').
     Program (tile of K, n, b*H + h).
 
     Over V in BV steps reads do, v (C, BV) and the (BK, BV) tiles of S_n and D_n:
     dq = (do S_n^T) * exp(G), dk = (v D_n^T) * exp(G_last - G). With one decay per head it then
-    reads dA * L (C, C), 16 columns at a time, and adds (dA * L) k and (dA * L)^T q: SSD's masked
-    product, transposed. Writes dq, dk (B, T, H, K) float32 (_dqk_intra_kernel adds the share of
-    dA for a decay per key channel)."""
+    reads dA * L (C, C) and q, k (C, BK), adds (dA * L) k and (dA * L)^T q (SSD's masked
+    product, transposed), and writes dq, dk in the input dtype and this K tile's share of
+    dG = sum_k (q dq - k dk) to dG (B, T, H, K / BK). With a decay per key channel it writes dq, dk
+    (B, T, H, K) float32, which _dqk_intra_kernel completes."""
     i, n, bh, N = tl.program_id(0), tl.program_id(1), tl.program_id(2), tl.num_programs(1)
     b, h, Kg = bh // H, bh % H, K if PER_CHANNEL else 1
     rows = tl.arange(0, C)
@@ -219,32 +244,35 @@ def _dqk_kernel(q, k, v, do, G, S, D, dA, dq, dk, T, H, K, V, C: tl.constexpr, B
         off, mask = _state_offsets(bh, n, N, d, dv, K, V)
         S_n = tl.load(S + off, mask=mask, other=0.0).to(tl.float32)       # 16-bit for 16-bit inputs
         D_n = tl.load(D + off, mask=mask, other=0.0).to(tl.float32)
-        dq_n += tl.dot(_load_rows(do, b, h, t, dv, T, H, V), tl.trans(S_n), input_precision=PREC)
-        dk_n += tl.dot(_load_rows(v, b, h, t, dv, T, H, V), tl.trans(D_n), input_precision=PREC)
+        dq_n += _mm(_load_rows(do, b, h, t, dv, T, H, V), tl.trans(S_n), q.dtype.element_ty, PREC)
+        dk_n += _mm(_load_rows(v, b, h, t, dv, T, H, V), tl.trans(D_n), q.dtype.element_ty, PREC)
     G_t = _load_G(G, b, h, t, d, N * C, H, Kg)
     G_last = _load_G(G, b, h, n * C + C - 1 + tl.zeros((1,), tl.int32), d, N * C, H, Kg)
     dq_n *= tl.exp(G_t)
     dk_n *= tl.exp(G_last - G_t)
     if not PER_CHANNEL:
         dA_n = dA + (bh * N + n) * C * C
-        for s0 in tl.static_range(0, C, 16):
+        for s0 in tl.static_range(0, C, 16):          # 16 columns at a time: a (C, C) tile would spill
             s = s0 + tl.arange(0, 16)
             dAL_ts = tl.load(dA_n + rows[:, None] * C + s[None, :])          # (dA * L)[t, s], s in the block
             dAL_st = tl.load(dA_n + s[None, :] * C + rows[:, None])          # (dA * L)[t, s]^T, t in the block
-            dq_n += tl.dot(dAL_ts, _load_rows(k, b, h, n * C + s, d, T, H, K), input_precision=PREC)
-            dk_n += tl.dot(dAL_st, _load_rows(q, b, h, n * C + s, d, T, H, K), input_precision=PREC)
+            dq_n += _mm(dAL_ts, _load_rows(k, b, h, n * C + s, d, T, H, K), q.dtype.element_ty, PREC)
+            dk_n += _mm(dAL_st, _load_rows(q, b, h, n * C + s, d, T, H, K), q.dtype.element_ty, PREC)
+        q_t, k_t = _load_rows(q, b, h, t, d, T, H, K), _load_rows(k, b, h, t, d, T, H, K)   # again, for dG
+        tl.store(dG + ((b * T + t) * H + h) * tl.num_programs(0) + i, tl.sum(q_t * dq_n - k_t * dk_n, 1), mask=t < T)
     _store_rows(dq, dq_n, b, h, t, d, T, H, K)
     _store_rows(dk, dk_n, b, h, t, d, T, H, K)
 
 
 @triton.jit
-def _dqk_intra_kernel(q, k, G, dA, dq, dk, T, H, K, C: tl.constexpr, SUB: tl.constexpr,
-                      BK: tl.constexpr, PREC: tl.constexpr):
+def _dqk_intra_kernel(q, k, G, dA, dq_states, dk_states, dq, dk, dG, T, H, K, C: tl.constexpr,
+                      SUB: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr):
     """Step 3' for a decay per key channel: the dA share of dq and dk in sub-chunk i (rows r .. e),
     dq_t += sum_{s<=t} dA[t, s] k_s exp(G_t - G_s),  dk_s += sum_{t>=s} dA[t, s] q_t exp(G_t - G_s).
 
     Program (i + sub-chunks * tile of K, n, b*H + h). Reads q, k, G (C, BK), dA's rows and
-    columns r .. e; adds into dq, dk's (SUB, BK) tile. As in _scores_kernel: pairs across sub-chunks
+    columns r .. e, and _dqk_kernel's float32 dq_states, dk_states; writes the (SUB, BK) tile of
+    dq, dk in the input dtype and of dG = q dq - k dk (B, T, H, K) float32. As in _scores_kernel: pairs across sub-chunks
     are one tl.dot each, with factors <= 1 (through row r for dq, row e for dk); pairs inside the
     sub-chunk go one at a time."""
     p, n, bh, N = tl.program_id(0), tl.program_id(1), tl.program_id(2), tl.num_programs(1)
@@ -262,8 +290,8 @@ def _dqk_intra_kernel(q, k, G, dA, dq, dk, T, H, K, C: tl.constexpr, SUB: tl.con
     dA_cols = tl.load(dA + A_off + cols[:, None] * C + rows[None, :])              # (C, SUB)
     k_r = _load_rows(k, b, h, s, d, T, H, K) * tl.exp(tl.where((cols < r)[:, None], G_r[None, :] - G_s, float("-inf")))
     q_e = _load_rows(q, b, h, s, d, T, H, K) * tl.exp(tl.where((cols > e)[:, None], G_s - G_e[None, :], float("-inf")))
-    dq_i = tl.exp(G_i - G_r[None, :]) * tl.dot(dA_rows, k_r, input_precision=PREC)
-    dk_i = tl.exp(G_e[None, :] - G_i) * tl.dot(tl.trans(dA_cols), q_e, input_precision=PREC)
+    dq_i = tl.exp(G_i - G_r[None, :]) * _mm(dA_rows, k_r, q.dtype.element_ty, PREC)
+    dk_i = tl.exp(G_e[None, :] - G_i) * _mm(tl.trans(dA_cols), q_e, q.dtype.element_ty, PREC)
     for j in range(0, SUB):                                      # pairs inside the sub-chunk
         row_j = n * C + r + j + tl.zeros((1,), tl.int32)
         G_j = _load_G(G, b, h, row_j, d, N * C, H, Kg)
@@ -273,8 +301,33 @@ def _dqk_intra_kernel(q, k, G, dA, dq, dk, T, H, K, C: tl.constexpr, SUB: tl.con
             tl.where((rows >= r + j)[:, None], G_i - G_j, float("-inf")))
         dk_i += dA_row[:, None] * _load_rows(q, b, h, row_j, d, T, H, K) * tl.exp(
             tl.where((rows <= r + j)[:, None], G_j - G_i, float("-inf")))
-    _store_rows(dq, _load_rows(dq, b, h, t, d, T, H, K) + dq_i, b, h, t, d, T, H, K)
-    _store_rows(dk, _load_rows(dk, b, h, t, d, T, H, K) + dk_i, b, h, t, d, T, H, K)
+    dq_i += _load_rows(dq_states, b, h, t, d, T, H, K)
+    dk_i += _load_rows(dk_states, b, h, t, d, T, H, K)
+    _store_rows(dq, dq_i, b, h, t, d, T, H, K)
+    _store_rows(dk, dk_i, b, h, t, d, T, H, K)
+    _store_rows(dG, q_i * dq_i - k_i * dk_i, b, h, t, d, T, H, K)
+
+
+@triton.jit
+def _dg_kernel(dG, dg, T, H, S_IN, K_OUT, C: tl.constexpr, BK: tl.constexpr, SHARES: tl.constexpr):
+    """dg_t = dG_t + dG_{t+1} + ... + dG_{T-1}: dG's reverse cumulative sum over the whole sequence.
+    Program (tile of dg's channels, 0, b*H + h): walks the sequence from its end, C rows at a time,
+    carrying the sum of the rows after them. Reads dG (B, T, H, S_IN) float32 once, writes dg
+    (B, T, H, K_OUT) in g's dtype. One decay per head (SHARES > 0): dG holds S_IN <= SHARES shares
+    per token (one per K tile of _dqk_kernel), summed here into dg's one channel (column 0 of BK)."""
+    i, bh = tl.program_id(0), tl.program_id(2)
+    b, h = bh // H, bh % H
+    d = i * BK + tl.arange(0, BK)
+    carry = tl.zeros((BK,), dtype=tl.float32)
+    for step in range(0, tl.cdiv(T, C)):
+        t = (tl.cdiv(T, C) - 1 - step) * C + tl.arange(0, C)
+        if SHARES > 0:
+            shares = _load_rows(dG, b, h, t, tl.arange(0, SHARES), T, H, S_IN)     # (C, SHARES)
+            x = tl.sum(shares, 1)[:, None] + tl.zeros((C, BK), dtype=tl.float32)
+        else:
+            x = _load_rows(dG, b, h, t, d, T, H, S_IN)                               # (C, BK), 0 past T
+        _store_rows(dg, tl.cumsum(x, 0, reverse=True) + carry[None, :], b, h, t, d, T, H, K_OUT)
+        carry += tl.sum(x, 0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -282,12 +335,13 @@ def _dqk_intra_kernel(q, k, G, dA, dq, dk, T, H, K, C: tl.constexpr, SUB: tl.con
 
 def config(dtype, capability, K, V):
     """Tiles and launch settings for heads of K x V, `dtype` inputs, a card of compute `capability`
-    ((9, 0) for an H100): dict(BK, BV, PREC, num_warps, num_stages). The tiles do not grow with K, V,
+    ((9, 0) for an H100): dict(BK, BV, BV_out, PREC, num_warps, num_stages). The tiles do not grow with K, V,
     so every shape fits; tests/test_compile.py checks each card's shared memory and registers.
-    Tiles are float32 in registers; their products use TF32 tensor cores for 16-bit inputs (which
-    carry less precision than TF32 anyway) and three TF32 products (float32's accuracy) for float32."""
+    Tiles are float32 in registers; the products take 16-bit operands for 16-bit inputs (_mm) and,
+    for float32 inputs, PREC: three TF32 products (float32's accuracy). A T4 has no TF32: PREC =
+    "ieee", float32 products on the CUDA cores, for every dtype (16-bit operands spill there)."""
     fp32 = dtype == torch.float32
-    prec, warps = "tf32x3" if fp32 else "tf32", 8
+    prec, warps = "tf32x3", 8
     stages = 1 if fp32 else 2                 # tf32x3 splits each operand in two: a second stage spills
     if capability < (8, 0):                   # T4: no TF32, the products run on the CUDA cores
         BK, BV, prec, warps = 16, 32, "ieee", 4
@@ -299,17 +353,22 @@ def config(dtype, capability, K, V):
     BV = max(16, min(BV, triton.next_power_of_2(V)))
     if capability >= (9, 0) and BK * BV < 1024 and not fp32:   # small heads: fewer threads, or ptxas spills
         warps = 4
-    return dict(BK=BK, BV=BV, PREC=prec, num_warps=warps, num_stages=stages)
+    # The output kernel (step 6) fits a tile of V twice as wide on an H100 with 16-bit products: each
+    # program then reads q, G and A for twice as many outputs (the other kernels would spill).
+    BV_out = min(2 * BV, max(16, triton.next_power_of_2(V))) if capability >= (9, 0) and not fp32 else BV
+    return dict(BK=BK, BV=BV, BV_out=BV_out, PREC=prec, num_warps=warps, num_stages=stages)
 
 
 def _chunk_cumsum(g, C):
     """Steps 1-2: G (B, N*C, H, K|1), float32, g's cumulative sum inside each chunk of C tokens, T
-    padded with g = 0 to N*C (padding decays nothing, so G's last row is the chunk's total decay)."""
+    padded with g = 0 to N*C (padding decays nothing, so G's last row is the chunk's total decay).
+    One pass: g read in its dtype, G written in float32 (the pad copies only when C does not divide T)."""
     B, T, H = g.shape[:3]
-    g = g.float() if g.dim() == 4 else g.float()[..., None]
+    g = g if g.dim() == 4 else g[..., None]
     Tp = -(-T // C) * C
-    g = F.pad(g, (0, 0, 0, 0, 0, Tp - T))
-    return g.view(B, Tp // C, C, H, -1).cumsum(2).view(B, Tp, H, -1).contiguous()
+    if Tp > T:
+        g = F.pad(g, (0, 0, 0, 0, 0, Tp - T))
+    return g.reshape(B, Tp // C, C, H, -1).cumsum(2, dtype=torch.float32).view(B, Tp, H, -1)
 
 
 def _states(x, y, G, init, C, cfg, reverse):
@@ -317,7 +376,7 @@ def _states(x, y, G, init, C, cfg, reverse):
     leaving it), in the input dtype for 16-bit inputs, and the last state (B, H, K, V) float32."""
     (B, T, H, K), V, Kg, N = x.shape, y.shape[-1], G.shape[-1], G.shape[1] // C
     BK, BV = cfg["BK"], cfg["BV"]
-    S = torch.empty(B * H, N, K, V, dtype=x.dtype if x.element_size() == 2 else torch.float32, device=x.device)
+    S = torch.empty(B * H, N, K, V, dtype=x.dtype, device=x.device)
     last = torch.empty(B, H, K, V, dtype=torch.float32, device=x.device)
     # init = None: `last` stands in for the pointer, never read (HAS_INIT=False)
     _states_kernel[(triton.cdiv(K, BK) * triton.cdiv(V, BV), 1, B * H)](
@@ -328,10 +387,10 @@ def _states(x, y, G, init, C, cfg, reverse):
 
 
 def _scores(q, k, G, C, cfg, per_channel):
-    """Step 3 as its own kernel: A (B*H, N, C, C) float32; with per_channel=False, (q k^T) * L."""
+    """Step 3 as its own kernel: A (B*H, N, C, C) in the input dtype; with per_channel=False, (q k^T) * L."""
     (B, T, H, K), N = q.shape, G.shape[1] // C
     sub = BC if per_channel else C
-    A = torch.empty(B * H, N, C, C, dtype=torch.float32, device=q.device)
+    A = torch.empty(B * H, N, C, C, dtype=q.dtype, device=q.device)      # 16-bit for 16-bit inputs, as S_n
     _scores_kernel[(C // sub, N, B * H)](q, k, G, A, T, H, K, C=C, SUB=sub, BK=cfg["BK"], PER_CHANNEL=per_channel,
                                          PREC=cfg["PREC"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     return A
@@ -343,8 +402,8 @@ def _output(A, q, k, y, G, S, C, cfg, backward):
     (B, T, H, K), V, Kg, N = q.shape, y.shape[-1], G.shape[-1], G.shape[1] // C
     out = torch.empty_like(y)
     # A = None: S stands in for the pointer, never read (PER_CHANNEL=False)
-    _output_kernel[(triton.cdiv(V, cfg["BV"]), N, B * H)](
-        S if A is None else A, q, k, y, G, S, out, T, H, K, V, Kg, C=C, BK=cfg["BK"], BV=cfg["BV"],
+    _output_kernel[(triton.cdiv(V, cfg["BV_out"]), N, B * H)](
+        S if A is None else A, q, k, y, G, S, out, T, H, K, V, Kg, C=C, BK=cfg["BK"], BV=cfg["BV_out"],
         BACKWARD=backward, PER_CHANNEL=A is not None, PREC=cfg["PREC"], num_warps=cfg["num_warps"],
         num_stages=cfg["num_stages"])
     return out
@@ -384,25 +443,34 @@ class Scan(torch.autograd.Function):
         dv = _output(A, q, k, do, G, D, C, cfg, backward=True)
         # 3'. dA = do v^T for s <= t: the scores of (do, v), with the decays L for one decay per head
         #     (then dA * L is what dq, dk need), with none for a decay per key channel (G_none = 0).
-        G_none = G if Kg == 1 else torch.zeros(*G.shape[:3], 1, device=G.device)
-        dA = _scores(do, v, G_none, C, cfg, per_channel=False)
-        dq = torch.empty(q.shape, dtype=torch.float32, device=q.device)
-        dk = torch.empty_like(dq)
-        _dqk_kernel[(triton.cdiv(K, cfg["BK"]), N, B * H)](q, k, v, do, G, S, D, dA, dq, dk, T, H, K, V, **tiles,
-                                                           PER_CHANNEL=Kg > 1, **run)
-        if Kg > 1:
-            _dqk_intra_kernel[(triton.cdiv(K, cfg["BK"]) * (C // BC), N, B * H)](
-                q, k, G, dA, dq, dk, T, H, K, C=C, SUB=BC, BK=cfg["BK"], **run)
+        #     _dqk_kernel adds the states' share of dq, dk (for one decay per head also dA's);
+        #     for a decay per key channel _dqk_intra_kernel adds dA's.
         # dg: G_t = g_0 + ... + g_t (over the whole sequence) enters only as q_t exp(G_t), k_t exp(-G_t)
         # and exp(G_{T-1}) in the final state, so dL/dG_t = q_t dq_t - k_t dk_t (+ sum_v h dh at
-        # t = T-1), and dg is its reverse cumulative sum.
-        dG = q.float() * dq - k.float() * dk                                # (B, T, H, K)
-        if dh is not None:
-            dG[:, -1] += (h * dh.float()).sum(-1)
-        if g.dim() == 3:
-            dG = dG.sum(-1)
-        dg = dG.flip(1).cumsum(1).flip(1)
-        return (dq.to(q.dtype), dk.to(k.dtype), dv, dg.to(g.dtype),
+        # t = T-1), made by the kernel that finishes dq, dk; dg is its reverse cumulative sum.
+        G_none = G if Kg == 1 else torch.zeros(*G.shape[:3], 1, device=G.device)
+        dA = _scores(do, v, G_none, C, cfg, per_channel=False)
+        dq, dk = torch.empty_like(q), torch.empty_like(k)
+        grid = (triton.cdiv(K, cfg["BK"]), N, B * H)
+        if Kg == 1:
+            dG = torch.empty(B, T, H, grid[0], dtype=torch.float32, device=q.device)   # a share per K tile
+            _dqk_kernel[grid](q, k, v, do, G, S, D, dA, dq, dk, dG, T, H, K, V, **tiles, PER_CHANNEL=False, **run)
+        else:
+            dq_states = torch.empty(q.shape, dtype=torch.float32, device=q.device)
+            dk_states = torch.empty_like(dq_states)
+            _dqk_kernel[grid](q, k, v, do, G, S, D, dA, dq_states, dk_states, dq_states, T, H, K, V, **tiles,
+                              PER_CHANNEL=True, **run)       # dG: dq_states stands in, never written
+            dG = torch.empty(q.shape, dtype=torch.float32, device=q.device)
+            _dqk_intra_kernel[(grid[0] * (C // BC), N, B * H)](
+                q, k, G, dA, dq_states, dk_states, dq, dk, dG, T, H, K, C=C, SUB=BC, BK=cfg["BK"], **run)
+        if dh is not None:   # the final state's share, exp(G_{T-1}) h0 + ..., at t = T-1 (per head: dG's first share)
+            last = h * dh.float()                                            # (B, H, K, V)
+            dG[:, -1, :, :Kg] += last.sum(-1) if Kg > 1 else last.sum((-2, -1))[..., None]
+        dg = torch.empty(B, T, H, Kg, dtype=g.dtype, device=g.device)
+        BKg = 16                                                  # more programs: the walk is short
+        _dg_kernel[(triton.cdiv(Kg, BKg), 1, B * H)](dG, dg, T, H, dG.shape[-1], Kg, C=C, BK=BKg, num_warps=cfg["num_warps"],
+                                                     num_stages=cfg["num_stages"], SHARES=0 if Kg > 1 else triton.next_power_of_2(dG.shape[-1]))
+        return (dq, dk, dv, dg.view(g.shape),
                 None if h0 is None else dh0.to(h0.dtype), None, None)
 
 
@@ -422,22 +490,25 @@ def launches(dtype, per_channel, capability, K, V):
     st = io if dtype != torch.float32 else f32             # the states S_n, D_n: _states
     found = []
     if per_channel:   # one decay per head: the forward's scores are made inside _output_kernel
-        found.append(("scores (q, k -> A)", _scores_kernel, dict(q=io, k=io, G=f32, A=f32),
+        found.append(("scores (q, k -> A)", _scores_kernel, dict(q=io, k=io, G=f32, A=st),
                       dict(C=C, SUB=sub, BK=BK, PER_CHANNEL=True, PREC=cfg["PREC"])))
-    found.append(("scores (do, v -> dA)", _scores_kernel, dict(q=io, k=io, G=f32, A=f32),
-                  dict(C=C, SUB=C, BK=BK, PER_CHANNEL=False, PREC=cfg["PREC"])))
     for reverse in (False, True):
         found.append((f"states ({'q, do -> D_n, backward' if reverse else 'k, v -> S_n, forward'})", _states_kernel,
                       dict(x=io, y=io, G=f32, S=st, init=f32, final=f32), dict(tiles, HAS_INIT=True, REVERSE=reverse)))
     for backward in (False, True):
         found.append((f"output ({'dv' if backward else 'o'})", _output_kernel,
-                      dict(A=f32 if per_channel else st, q=io, k=io, y=io, G=f32, S=st, out=io),
-                      dict(tiles, BACKWARD=backward, PER_CHANNEL=per_channel)))
-    found.append(("dqk", _dqk_kernel, dict(q=io, k=io, v=io, do=io, G=f32, S=st, D=st, dq=f32, dk=f32, dA=f32),
+                      dict(A=st, q=io, k=io, y=io, G=f32, S=st, out=io),
+                      dict(tiles, BV=cfg["BV_out"], BACKWARD=backward, PER_CHANNEL=per_channel)))
+    found.append(("scores (do, v -> dA)", _scores_kernel, dict(q=io, k=io, G=f32, A=st),
+                  dict(C=C, SUB=C, BK=BK, PER_CHANNEL=False, PREC=cfg["PREC"])))
+    dq = f32 if per_channel else io                       # per key channel _dqk_intra_kernel finishes dq, dk
+    found.append(("dqk", _dqk_kernel, dict(q=io, k=io, v=io, do=io, G=f32, S=st, D=st, dA=st, dq=dq, dk=dq, dG=f32),
                   dict(tiles, PER_CHANNEL=per_channel)))
     if per_channel:
-        found.append(("dqk_intra", _dqk_intra_kernel, dict(q=io, k=io, G=f32, dA=f32, dq=f32, dk=f32),
-                      dict(C=C, SUB=BC, BK=BK, PREC=cfg["PREC"])))
+        found.append(("dqk_intra", _dqk_intra_kernel, dict(q=io, k=io, G=f32, dA=st, dq_states=f32, dk_states=f32,
+                                                           dq=io, dk=io, dG=f32), dict(C=C, SUB=BC, BK=BK, PREC=cfg["PREC"])))
+    found.append(("dg", _dg_kernel, dict(dG=f32, dg=io),
+                  dict(C=C, BK=16, SHARES=0 if per_channel else K // BK)))
     out = []
     for name, kernel, pointers, constexprs in found:
         constexprs = constexprs | {n: v for n, v in kg.items() if n in kernel.arg_names}
