@@ -20,7 +20,7 @@ import time
 
 import torch
 
-import scan_triton
+import gpu_compile
 from configurator import configure
 from scan_kernel import scan, scan_chunked, scan_ref
 
@@ -131,7 +131,7 @@ STATIC_SHAPES = [("Mamba-2 130m", 8, 2048, 24, 128, 64, False), ("GLA 340M", 8, 
 
 LAUNCH_OF = {"scores: A": "scores (q, k -> A)", "scores: dA": "scores (do, v -> dA)", "output: o": "output (o)",
              "output: dv": "output (dv)", "states: S_n": "states (k, v -> S_n, forward)",
-             "states: D_n": "states (q, do -> D_n, backward)", "dg": "dg"}   # kernel_costs' rows -> scan_triton.launches' names
+             "states: D_n": "states (q, do -> D_n, backward)", "dg": "dg"}   # kernel_costs' rows -> gpu_compile.launches' names
 
 
 def kernel_costs(B, T, H, K, V, per_channel, elem, BK, BV, BV_out, C=64, SUB=16):
@@ -201,8 +201,8 @@ def static():
     print(f"{'shape':<13} {'pass':<4} {'step':<8} {'kernel':<15} {'smem KB':>7} {'regs':>4} {'programs':>8} "
           f"{'flops/min':>9} {'bytes/min':>9} {'pred us':>8} {'roof':>6} {'L2 us':>7} {'L2 roof':>7}")
     for name, B, T, H, K, V, per_channel in STATIC_SHAPES:
-        launched, cfg = scan_triton.launches(torch.bfloat16, per_channel, (9, 0), K, V)
-        compiled = {n: scan_triton.compile_for(kern, sig, ce, (9, 0), cfg) for n, kern, sig, ce in launched}
+        launched, cfg = gpu_compile.launches(torch.bfloat16, per_channel, (9, 0), K, V)
+        compiled = {n: gpu_compile.compile_for(kern, sig, ce, (9, 0), cfg) for n, kern, sig, ce in launched}
         fwd, bwd = kernel_costs(B, T, H, K, V, per_channel, 2, cfg["BK"], cfg["BV"], cfg["BV_out"])
         for pass_, rows in (("fwd", fwd), ("bwd", bwd)):
             total = total_l2 = 0.0

@@ -12,8 +12,8 @@ K, V >= 64 give a card's largest tiles, so the official shapes (Mamba-2: K = d_s
 V = headdim 64, one decay per head; GLA 340M: 128 x 256 and 1.3B: 256 x 512, a decay per key
 channel) all compile to the same kernels per card and dtype; the toy shapes of this repository
 (Mamba-2 32 x 32; GLA 16 x 32) may give smaller tiles, compiled too when they differ. float16 and
-bfloat16 inputs compile alike on sm_80+ (tiles are float32 in registers), so bfloat16 stands for
-both there; float32 inputs use other products (tf32x3) and are compiled separately.
+bfloat16 inputs compile alike on sm_80+ (the same tiles, products of 16-bit operands of the same
+size), so bfloat16 stands for both there; float32 inputs use other products (tf32x3) and are compiled separately.
 
 The compilations run in a subprocess without TRITON_INTERPRET (conftest.py sets it for the other
 tests, and under it Triton does not compile).
@@ -47,11 +47,11 @@ def binding_set():
 
 
 COMPILE = """
-import json, sys, torch, scan_triton
+import json, sys, torch, gpu_compile
 for card, capability, dtype, K, V, per_channel in json.loads(sys.argv[1]):
-    launched, cfg = scan_triton.launches(getattr(torch, dtype), per_channel, tuple(capability), K, V)
+    launched, cfg = gpu_compile.launches(getattr(torch, dtype), per_channel, tuple(capability), K, V)
     for name, kernel, signature, constexprs in launched:
-        print(json.dumps([card, dtype, K, V, name, *scan_triton.compile_for(kernel, signature, constexprs,
+        print(json.dumps([card, dtype, K, V, name, *gpu_compile.compile_for(kernel, signature, constexprs,
                                                                         tuple(capability), cfg)]), flush=True)
 """
 
@@ -76,7 +76,7 @@ def compiled():
                          ids=lambda x: "+".join(x) if isinstance(x, list) else None)
 def test_every_kernel_fits_the_card(compiled, card, dtype, names, K, V, per_channel):
     kernels = compiled[(card, dtype, K, V)]
-    expected = 9 if per_channel else 7           # scan_triton.launches: forward and backward
+    expected = 9 if per_channel else 7           # gpu_compile.launches: forward and backward
     assert len(kernels) == expected, f"{card} {dtype} {names}: compiled {sorted(kernels)}"
     limit = CARDS[card][1]
     for name, (shared, registers, spills) in kernels.items():
