@@ -272,9 +272,9 @@ def _dqk_intra_kernel(q, k, G, dA, dq_states, dk_states, dq, dk, dG, T, H, K, C:
 
     Program (i + sub-chunks * tile of K, n, b*H + h). Reads q, k, G (C, BK), dA's rows and
     columns r .. e, and _dqk_kernel's float32 dq_states, dk_states; writes the (SUB, BK) tile of
-    dq, dk in the input dtype and of dG = q dq - k dk (B, T, H, K) float32. As in _scores_kernel: pairs across sub-chunks
-    are one tl.dot each, with factors <= 1 (through row r for dq, row e for dk); pairs inside the
-    sub-chunk go one at a time."""
+    dq, dk in the input dtype and of dG = q dq - k dk (B, T, H, K) float32. As in _scores_kernel:
+    pairs across sub-chunks are one tl.dot each, with factors <= 1 (through row r for dq, row e for
+    dk); pairs inside the sub-chunk go one at a time."""
     p, n, bh, N = tl.program_id(0), tl.program_id(1), tl.program_id(2), tl.num_programs(1)
     b, h, i, Kg = bh // H, bh % H, p % (C // SUB), K
     r, e = i * SUB, i * SUB + SUB - 1
@@ -468,7 +468,8 @@ class Scan(torch.autograd.Function):
             dG[:, -1, :, :Kg] += last.sum(-1) if Kg > 1 else last.sum((-2, -1))[..., None]
         dg = torch.empty(B, T, H, Kg, dtype=g.dtype, device=g.device)
         BKg = 16                                                  # more programs: the walk is short
-        _dg_kernel[(triton.cdiv(Kg, BKg), 1, B * H)](dG, dg, T, H, dG.shape[-1], Kg, C=C, BK=BKg, num_warps=cfg["num_warps"],
-                                                     num_stages=cfg["num_stages"], SHARES=0 if Kg > 1 else triton.next_power_of_2(dG.shape[-1]))
+        shares = 0 if Kg > 1 else triton.next_power_of_2(dG.shape[-1])
+        _dg_kernel[(triton.cdiv(Kg, BKg), 1, B * H)](dG, dg, T, H, dG.shape[-1], Kg, C=C, BK=BKg, SHARES=shares,
+                                                     num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
         return (dq, dk, dv, dg.view(g.shape),
                 None if h0 is None else dh0.to(h0.dtype), None, None)
