@@ -131,7 +131,7 @@ STATIC_SHAPES = [("Mamba-2 130m", 8, 2048, 24, 128, 64, False), ("GLA 340M", 8, 
 
 LAUNCH_OF = {"scores: A": "scores (q, k -> A)", "scores: dA": "scores (do, v -> dA)", "output: o": "output (o)",
              "output: dv": "output (dv)", "states: S_n": "states (k, v -> S_n, forward)",
-             "states: D_n": "states (q, do -> D_n, backward)", "dg": "dg"}   # kernel_costs' rows -> gpu_compile.launches' names
+             "states: D_n": "states (q, do -> D_n, backward)"}   # kernel_costs' rows -> gpu_compile.launches' names
 
 
 def kernel_costs(B, T, H, K, V, per_channel, elem, BK, BV, BV_out, C=64, SUB=16):

@@ -29,29 +29,28 @@ def launches(dtype, per_channel, capability, K, V):
     compiled code depends on K and V only through the tiles BK, BV; T, H, K, V are run-time integers."""
     cfg = config(dtype, capability, K, V)
     io = {torch.float32: "*fp32", torch.bfloat16: "*bf16", torch.float16: "*fp16"}[dtype]
-    f32, BK, BV, C = "*fp32", cfg["BK"], cfg["BV"], 64
+    f32, BK, BV, C = "*fp32", cfg["BK"], cfg["BV"], 64     # S_n, D_n, A, dA: in the input dtype, io
     tiles = dict(C=C, BK=BK, BV=BV, PREC=cfg["PREC"])
     sub = BC if per_channel else C
     kg = {} if per_channel else {"Kg": 1}                 # the JIT specialises an integer 1 as a constant
-    st = io if dtype != torch.float32 else f32             # the states S_n, D_n: _states
     found = []
     if per_channel:   # one decay per head: the forward's scores are made inside _output_kernel
-        found.append(("scores (q, k -> A)", _scores_kernel, dict(q=io, k=io, G=f32, A=st),
+        found.append(("scores (q, k -> A)", _scores_kernel, dict(q=io, k=io, G=f32, A=io),
                       dict(C=C, SUB=sub, BK=BK, PER_CHANNEL=True, PREC=cfg["PREC"])))
     for reverse in (False, True):
         found.append((f"states ({'q, do -> D_n, backward' if reverse else 'k, v -> S_n, forward'})", _states_kernel,
-                      dict(x=io, y=io, G=f32, S=st, init=f32, final=f32), dict(tiles, HAS_INIT=True, REVERSE=reverse)))
+                      dict(x=io, y=io, G=f32, S=io, init=f32, final=f32), dict(tiles, HAS_INIT=True, REVERSE=reverse)))
     for backward in (False, True):
         found.append((f"output ({'dv' if backward else 'o'})", _output_kernel,
-                      dict(A=st, q=io, k=io, y=io, G=f32, S=st, out=io),
+                      dict(A=io, q=io, k=io, y=io, G=f32, S=io, out=io),
                       dict(tiles, BV=cfg["BV_out"], BACKWARD=backward, PER_CHANNEL=per_channel)))
-    found.append(("scores (do, v -> dA)", _scores_kernel, dict(q=io, k=io, G=f32, A=st),
+    found.append(("scores (do, v -> dA)", _scores_kernel, dict(q=io, k=io, G=f32, A=io),
                   dict(C=C, SUB=C, BK=BK, PER_CHANNEL=False, PREC=cfg["PREC"])))
     dq = f32 if per_channel else io                       # per key channel _dqk_intra_kernel finishes dq, dk
-    found.append(("dqk", _dqk_kernel, dict(q=io, k=io, v=io, do=io, G=f32, S=st, D=st, dA=st, dq=dq, dk=dq, dG=f32),
+    found.append(("dqk", _dqk_kernel, dict(q=io, k=io, v=io, do=io, G=f32, S=io, D=io, dA=io, dq=dq, dk=dq, dG=f32),
                   dict(tiles, PER_CHANNEL=per_channel)))
     if per_channel:
-        found.append(("dqk_intra", _dqk_intra_kernel, dict(q=io, k=io, G=f32, dA=st, dq_states=f32, dk_states=f32,
+        found.append(("dqk_intra", _dqk_intra_kernel, dict(q=io, k=io, G=f32, dA=io, dq_states=f32, dk_states=f32,
                                                            dq=io, dk=io, dG=f32), dict(C=C, SUB=BC, BK=BK, PREC=cfg["PREC"])))
     found.append(("dg", _dg_kernel, dict(dG=f32, dg=io),
                   dict(C=C, BK=16, SHARES=0 if per_channel else K // BK)))

@@ -13,7 +13,8 @@ V = headdim 64, one decay per head; GLA 340M: 128 x 256 and 1.3B: 256 x 512, a d
 channel) all compile to the same kernels per card and dtype; the toy shapes of this repository
 (Mamba-2 32 x 32; GLA 16 x 32) may give smaller tiles, compiled too when they differ. float16 and
 bfloat16 inputs compile alike on sm_80+ (the same tiles, products of 16-bit operands of the same
-size), so bfloat16 stands for both there; float32 inputs use other products (tf32x3) and are compiled separately.
+size), so bfloat16 stands for both there; float32 inputs use other products (tf32x3) and are
+compiled separately.
 
 The compilations run in a subprocess without TRITON_INTERPRET (conftest.py sets it for the other
 tests, and under it Triton does not compile).
