@@ -134,22 +134,24 @@ LAUNCH_OF = {"scores: A": "scores (q, k -> A)", "scores: dA": "scores (do, v -> 
              "states: D_n": "states (q, do -> D_n, backward)"}   # kernel_costs' rows -> gpu_compile.launches' names
 
 
-def kernel_costs(B, T, H, K, V, per_channel, elem, BK, BV, BV_out, C=64, SUB=16):
-    """Each launch of a forward and backward of `scan`, counted from its tiles: [(step, kernel,
-    programs, matmul flops issued, fewest, bytes moved, fewest)]. 'Fewest' flops count only the pairs
-    s <= t; 'fewest' bytes read every tensor the kernel needs once. 'Moved' counts every tile a
-    program loads as read from memory, also when other programs of the same chunk read it too (on a
-    GPU those are mostly hits in the L2 cache: this count is an upper bound). Elementwise work (the
-    exps; the per-channel diagonal sub-chunks) is not counted. The states S_n, D_n and the scores A,
-    dA are in the input dtype (elem bytes); G, dG and the per-channel dq, dk of the states float32.
-    Steps 1-2 (G from g) run in PyTorch: a row of their own ('torch')."""
-    N, BH, nK, nV, nO = -(-T // C), B * H, -(-K // BK), -(-V // BV), -(-V // BV_out)   # nO: V tiles of step 6
-    sub = SUB if per_channel else C
+def kernel_costs(B, T, H, K, V, per_channel, elem, cfg, C=64, SUB=16):
+    """Each launch of a forward and backward of `scan` with the tiles of cfg (scan_triton.config),
+    counted from its tiles: [(step, kernel, programs, matmul flops issued, fewest, bytes moved,
+    fewest)]. 'Fewest' flops count only the pairs s <= t; 'fewest' bytes read every tensor the kernel
+    needs once. 'Moved' counts every tile a program loads as read from memory, also when other
+    programs of the same chunk read it too (on a GPU those are mostly hits in the L2 cache: this count
+    is an upper bound). Elementwise work (the exps; the per-channel diagonal sub-chunks) is not
+    counted. The states S_n, D_n, the scores A, dA and the decayed qd, kd are in the input dtype
+    (elem bytes); G, dG and the per-channel dq, dk of the states float32. Steps 1-2 (G from g) run in
+    PyTorch: a row of their own ('torch')."""
+    BK, BV, BK_sub = cfg["BK"], cfg["BV"], cfg["BK_sub"]
+    N, BH, nK, nV, nO = -(-T // C), B * H, -(-K // BK), -(-V // BV), -(-V // cfg["BV_wide"])   # nO: the wide V tiles
+    nKs = -(-K // BK_sub)                                     # K tiles of the per-channel sub-chunk kernels
     Kg = K if per_channel else 1
     tok = BH * N * C                                          # token rows, T padded to N * C
-    q = k = tok * K * elem
-    v = tok * V * elem
-    g, G = tok * Kg * elem, tok * Kg * 4
+    q = k = tok * K * elem                                    # q's size stands for qd, kd too
+    v = do = tok * V * elem
+    g, G, G_last = tok * Kg * elem, tok * Kg * 4, BH * N * Kg * 4
     A, S, h = BH * N * C * C * elem, BH * N * K * V * elem, BH * K * V * 4
     pairs = lambda width: (2 * tok * C * width, tok * (C + 1) * width)   # (C, C) x (C, width): all, causal
     state = 2 * tok * K * V                                   # (K, C) x (C, V) per chunk
@@ -157,29 +159,32 @@ def kernel_costs(B, T, H, K, V, per_channel, elem, BK, BV, BV_out, C=64, SUB=16)
     plus = lambda *fs: tuple(sum(x) for x in zip(*fs))
 
     def row(step, name, programs, flops, reads, writes):
+        """reads: [(bytes of one tensor, how many times it is read)]."""
         return (step, name, programs, *flops, sum(b * n for b, n in reads) + writes, sum(b for b, _ in reads) + writes)
     cumsum = row("1 2", "G (torch)", BH * N, none, [(g, 1)], G)      # cumsum(dtype=float32): one pass
-    scores = row("3", "scores: A", C // sub * N * BH, pairs(K), [(q, 1), (k, C // sub), (G, 1 + C // sub)], A)
-    states = row("4 5", "states: S_n", nK * nV * BH, (state, state), [(k, nV), (v, nK), (G, nV)], S + h)
-    if per_channel:   # the scores come from _scores_kernel
-        out = row("6", "output: o", nO * N * BH, plus(pairs(V), (state, state)), [(A, nO), (v, 1), (q, nO), (G, nO), (S, 1)], v)
-        dv = row("6'", "output: dv", nO * N * BH, plus(pairs(V), (state, state)), [(A, nO), (v, 1), (k, nO), (G, nO), (S, 1)], v)
+    if per_channel:   # _scores_kernel: A, and qd, kd for steps 4-6; they read no G but each chunk's G_last
+        scores = row("3", "scores: A", N * BH, pairs(K), [(q, 1), (k, 1), (G, 1)], A + 2 * q)
+        states = row("4 5", "states: S_n", nK * nO * BH, (state, state), [(k, nO), (v, nK), (G_last, nO)], S + h)
+        states_bwd = row("4' 5'", "states: D_n", nK * nO * BH, (state, state), [(q, nO), (do, nK), (G_last, nO)], S + h)
+        out = row("6", "output: o", nO * N * BH, plus(pairs(V), (state, state)), [(A, nO), (v, 1), (q, nO), (S, 1)], v)
+        dv = row("6'", "output: dv", nO * N * BH, plus(pairs(V), (state, state)), [(A, nO), (do, 1), (k, nO), (S, 1)], v)
     else:             # the scores are made inside the output kernel, once per tile of V
+        states = row("4 5", "states: S_n", nK * nV * BH, (state, state), [(k, nV), (v, nK), (G, nV)], S + h)
+        states_bwd = row("4' 5'", "states: D_n", nK * nV * BH, (state, state), [(q, nV), (do, nK), (G, nV)], S + h)
         made = (nO * pairs(K)[0], pairs(K)[1])
         out = row("3 6", "output: o", nO * N * BH, plus(made, pairs(V), (state, state)), [(q, nO), (k, nO), (v, 1), (G, nO), (S, 1)], v)
-        dv = row("3 6'", "output: dv", nO * N * BH, plus(made, pairs(V), (state, state)), [(q, nO), (k, nO), (v, 1), (G, nO), (S, 1)], v)
+        dv = row("3 6'", "output: dv", nO * N * BH, plus(made, pairs(V), (state, state)), [(q, nO), (k, nO), (do, 1), (G, nO), (S, 1)], v)
     fwd = [cumsum] + ([scores] if per_channel else []) + [states, out]
-    bwd = [cumsum, row("4' 5'", "states: D_n", nK * nV * BH, (state, state), [(q, nV), (v, nK), (G, nV)], S + h)]
-    bwd += ([scores] if per_channel else []) + [dv,
-            row("3'", "scores: dA", N * BH, pairs(V), [(v, 2), (tok * 4, 2)], A)]
+    bwd = [cumsum] + ([scores] if per_channel else []) + [states_bwd, dv,
+                                                          row("3'", "scores: dA", N * BH, pairs(V), [(do, 1), (v, 1), (tok * 4, 1)], A)]
     if per_channel:   # _dqk_kernel's float32 dq, dk are completed by _dqk_intra_kernel, which makes dG
-        bwd += [row("3' 4' 6'", "dqk", nK * N * BH, (2 * state, 2 * state), [(v, 2 * nK), (S, 2), (G, 1)], 2 * tok * K * 4),
-                row("3'", "dqk_intra", nK * C // SUB * N * BH, plus(pairs(K), pairs(K)),
-                    [(q, 2 + C // SUB), (k, 2 + C // SUB), (G, 1 + C // SUB), (A, 2 * nK), (2 * tok * K * 4, 1)],
-                    2 * tok * K * elem + G)]
+        bwd += [row("3' 4' 6'", "dqk", nK * N * BH, (2 * state, 2 * state), [(do, nK), (v, nK), (S, 1), (S, 1), (G, 1)], 2 * tok * K * 4),
+                # dA as rows and as columns, and its (SUB, SUB) diagonal blocks once more (half of it)
+                row("3'", "dqk_intra", nKs * N * BH, plus(pairs(K), pairs(K)),
+                    [(q, 1), (k, 1), (G, 1), (A, 2.5 * nKs), (2 * tok * K * 4, 1)], 2 * tok * K * elem + G)]
     else:             # dq, dk finished in the input dtype, with each K tile's share of dG
         bwd.append(row("3' 4' 6'", "dqk", nK * N * BH, plus((2 * state, 2 * state), pairs(K), pairs(K)),
-                       [(v, 2 * nK), (S, 2), (G, 2), (A, 2 * nK), (q, 2), (k, 2)], 2 * tok * K * elem + tok * nK * 4))
+                       [(do, nK), (v, nK), (S, 1), (S, 1), (G, 2), (A, 2 * nK), (q, 2), (k, 2)], 2 * tok * K * elem + tok * nK * 4))
     # dg: _dg_kernel reads dG (a share per K tile for one decay per head) once, writes dg in g's dtype
     bwd.append(row("dg", "dg", -(-Kg // 16) * BH, none, [(G if per_channel else tok * nK * 4, 1)], g))
     return fwd, bwd
@@ -202,8 +207,8 @@ def static():
           f"{'flops/min':>9} {'bytes/min':>9} {'pred us':>8} {'roof':>6} {'L2 us':>7} {'L2 roof':>7}")
     for name, B, T, H, K, V, per_channel in STATIC_SHAPES:
         launched, cfg = gpu_compile.launches(torch.bfloat16, per_channel, (9, 0), K, V)
-        compiled = {n: gpu_compile.compile_for(kern, sig, ce, (9, 0), cfg) for n, kern, sig, ce in launched}
-        fwd, bwd = kernel_costs(B, T, H, K, V, per_channel, 2, cfg["BK"], cfg["BV"], cfg["BV_out"])
+        compiled = {n: gpu_compile.compile_for(kern, sig, ce, (9, 0), opt) for n, kern, sig, ce, opt in launched}
+        fwd, bwd = kernel_costs(B, T, H, K, V, per_channel, 2, cfg)
         for pass_, rows in (("fwd", fwd), ("bwd", bwd)):
             total = total_l2 = 0.0
             for step, kernel, programs, flops, flops_min, moved, fewest in rows:

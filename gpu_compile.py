@@ -1,8 +1,9 @@
 """
-Compiling the Triton kernels of scan_triton.py for a GPU on a machine without one: what
-tests/test_compile.py asserts (shared memory fits the card, ptxas spills no register) and what
-`python bench.py --static` prints. (Its own file: it is about checking the kernels, not about what
-they compute; scan_triton.py stays the algorithm.)
+The cards' side of the Triton kernels of scan_triton.py: which tiles and warps each card gets
+(config, which scan_kernel.scan passes to the kernels), and compiling the kernels for a GPU on a
+machine without one, which is what tests/test_compile.py asserts (shared memory fits the card, ptxas
+spills no register) and what `python bench.py --static` prints. (Its own file: it is about the
+hardware, not about what the kernels compute; scan_triton.py stays the algorithm.)
 
 Triton compiles a kernel for any target it is given, GPU or not (triton.compile(ASTSource(...),
 target=GPUTarget("cuda", 90, 32)) for an H100); the compiled kernel's metadata holds the shared
@@ -19,56 +20,91 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from scan_triton import (BC, _dg_kernel, _dqk_intra_kernel, _dqk_kernel, _output_kernel, _scores_kernel,
-                         _states_kernel, config)
+from scan_triton import BC, _dg_kernel, _dqk_intra_kernel, _dqk_kernel, _output_kernel, _scores_kernel, _states_kernel
+
+
+def config(dtype, capability, K, V):
+    """Tiles and launch settings for heads of K x V, `dtype` inputs, a card of compute `capability`
+    ((9, 0) for an H100): dict(BK, BV, BV_wide, BK_sub, warps_scores, warps_intra, PREC, num_warps,
+    num_stages). The tiles do not grow with K, V, so every shape fits; tests/test_compile.py checks
+    each card's shared memory and registers.
+    Tiles are float32 in registers; the products take 16-bit operands for 16-bit inputs (_mm) and,
+    for float32 inputs, PREC: three TF32 products (float32's accuracy). A T4 has no TF32: PREC =
+    "ieee", float32 products on the CUDA cores, for every dtype (16-bit operands spill there)."""
+    fp32 = dtype == torch.float32
+    prec, warps = "tf32x3", 8
+    stages = 1 if fp32 else 2                 # tf32x3 splits each operand in two: a second stage spills
+    if capability < (8, 0):                   # T4: no TF32, the products run on the CUDA cores
+        BK, BV, prec, warps = 16, 32, "ieee", 4
+    elif capability < (9, 0):                 # A100, L4, RTX 30/40: smaller tiles, or registers spill
+        BK, BV, warps = 32, 16, 8 if fp32 else 4
+    else:
+        BK, BV = (32, 32) if fp32 else (64, 64)
+    BK = max(16, min(BK, triton.next_power_of_2(K)))                      # 16: the smallest tl.dot
+    BV = max(16, min(BV, triton.next_power_of_2(V)))
+    if capability >= (9, 0) and BK * BV < 1024 and not fp32:   # small heads: fewer threads, or ptxas spills
+        warps = 4
+    # On an H100 with 16-bit products the output kernel (step 6), and steps 4-5 for a decay per key
+    # channel, fit a tile of V twice as wide: each program then reads q (or k) and A for twice as many
+    # outputs. (The other kernels, and steps 4-5 with one decay per head, would spill.)
+    BV_wide = min(2 * BV, max(16, triton.next_power_of_2(V))) if capability >= (9, 0) and not fp32 else BV
+    # The two kernels that hold a chunk as sub-chunks (per key channel: _scores_kernel, _dqk_intra_kernel)
+    # hold keys decayed to each sub-chunk, (C / 16, C, BK_sub): K tiles of at most 32, and 8 warps, or
+    # ptxas spills (on a T4, 4 warps for _dqk_intra_kernel: its float32 products spill at 8).
+    BK_sub, warps_intra = min(BK, 32), 4 if capability < (8, 0) else 8
+    return dict(BK=BK, BV=BV, BV_wide=BV_wide, BK_sub=BK_sub, warps_scores=8, warps_intra=warps_intra, PREC=prec,
+                num_warps=warps, num_stages=stages)
 
 
 def launches(dtype, per_channel, capability, K, V):
     """Every kernel `scan` launches (forward and backward) for `dtype` inputs on a card of this
-    compute capability, for heads of K x V: ([(name, kernel, signature, constexprs)], config). The
-    compiled code depends on K and V only through the tiles BK, BV; T, H, K, V are run-time integers."""
+    compute capability, for heads of K x V: ([(name, kernel, signature, constexprs, warps)], config).
+    The compiled code depends on K and V only through the tiles; T, H, K, V are run-time integers."""
     cfg = config(dtype, capability, K, V)
     io = {torch.float32: "*fp32", torch.bfloat16: "*bf16", torch.float16: "*fp16"}[dtype]
-    f32, BK, BV, C = "*fp32", cfg["BK"], cfg["BV"], 64     # S_n, D_n, A, dA: in the input dtype, io
+    f32, BK, BV, C, warps = "*fp32", cfg["BK"], cfg["BV"], 64, cfg["num_warps"]   # S_n, D_n, A, dA: io
     tiles = dict(C=C, BK=BK, BV=BV, PREC=cfg["PREC"])
-    sub = BC if per_channel else C
     kg = {} if per_channel else {"Kg": 1}                 # the JIT specialises an integer 1 as a constant
+    scores = dict(q=io, k=io, G=f32, A=io, qd=io, kd=io)
     found = []
     if per_channel:   # one decay per head: the forward's scores are made inside _output_kernel
-        found.append(("scores (q, k -> A)", _scores_kernel, dict(q=io, k=io, G=f32, A=io),
-                      dict(C=C, SUB=sub, BK=BK, PER_CHANNEL=True, PREC=cfg["PREC"])))
+        found.append(("scores (q, k -> A)", _scores_kernel, scores,
+                      dict(C=C, SUB=BC, BK=cfg["BK_sub"], PER_CHANNEL=True, PREC=cfg["PREC"]), cfg["warps_scores"]))
     for reverse in (False, True):
         found.append((f"states ({'q, do -> D_n, backward' if reverse else 'k, v -> S_n, forward'})", _states_kernel,
-                      dict(x=io, y=io, G=f32, S=io, init=f32, final=f32), dict(tiles, HAS_INIT=True, REVERSE=reverse)))
+                      dict(x=io, y=io, G=f32, S=io, init=f32, final=f32),
+                      dict(tiles, BV=cfg["BV_wide"] if per_channel else BV, HAS_INIT=True, REVERSE=reverse,
+                           PER_CHANNEL=per_channel), warps))
     for backward in (False, True):
         found.append((f"output ({'dv' if backward else 'o'})", _output_kernel,
                       dict(A=io, q=io, k=io, y=io, G=f32, S=io, out=io),
-                      dict(tiles, BV=cfg["BV_out"], BACKWARD=backward, PER_CHANNEL=per_channel)))
-    found.append(("scores (do, v -> dA)", _scores_kernel, dict(q=io, k=io, G=f32, A=io),
-                  dict(C=C, SUB=C, BK=BK, PER_CHANNEL=False, PREC=cfg["PREC"])))
+                      dict(tiles, BV=cfg["BV_wide"], BACKWARD=backward, PER_CHANNEL=per_channel), warps))
+    found.append(("scores (do, v -> dA)", _scores_kernel, scores,
+                  dict(C=C, SUB=C, BK=BK, PER_CHANNEL=False, PREC=cfg["PREC"]), warps))
     dq = f32 if per_channel else io                       # per key channel _dqk_intra_kernel finishes dq, dk
     found.append(("dqk", _dqk_kernel, dict(q=io, k=io, v=io, do=io, G=f32, S=io, D=io, dA=io, dq=dq, dk=dq, dG=f32),
-                  dict(tiles, PER_CHANNEL=per_channel)))
+                  dict(tiles, PER_CHANNEL=per_channel), warps))
     if per_channel:
         found.append(("dqk_intra", _dqk_intra_kernel, dict(q=io, k=io, G=f32, dA=io, dq_states=f32, dk_states=f32,
-                                                           dq=io, dk=io, dG=f32), dict(C=C, SUB=BC, BK=BK, PREC=cfg["PREC"])))
-    found.append(("dg", _dg_kernel, dict(dG=f32, dg=io),
-                  dict(C=C, BK=16, SHARES=0 if per_channel else K // BK)))
+                                                           dq=io, dk=io, dG=f32),
+                      dict(C=C, SUB=BC, BK=cfg["BK_sub"], PREC=cfg["PREC"]), cfg["warps_intra"]))
+    found.append(("dg", _dg_kernel, dict(dG=f32, dg=io), dict(C=C, BK=16, SHARES=0 if per_channel else K // BK), warps))
     out = []
-    for name, kernel, pointers, constexprs in found:
+    for name, kernel, pointers, constexprs, num_warps in found:
         constexprs = constexprs | {n: v for n, v in kg.items() if n in kernel.arg_names}
         signature = {a: pointers.get(a, "constexpr" if a in constexprs else "i32") for a in kernel.arg_names}
-        out.append((name, kernel, signature, constexprs))
+        out.append((name, kernel, signature, constexprs, dict(num_warps=num_warps, num_stages=cfg["num_stages"])))
     return out, cfg
 
 
-def compile_for(kernel, signature, constexprs, capability, cfg):
-    """Compile one kernel for a card (no GPU needed) and run the ptxas shipped with Triton on its
-    PTX: returns (shared memory bytes per program, registers per thread, spilled bytes)."""
+def compile_for(kernel, signature, constexprs, capability, options):
+    """Compile one kernel for a card (no GPU needed), with options = dict(num_warps, num_stages), and
+    run the ptxas shipped with Triton on its PTX: returns (shared memory bytes per program, registers
+    per thread, spilled bytes)."""
     major, minor = capability
     arch = major * 10 + minor
     compiled = triton.compile(ASTSource(kernel, signature, constexprs), target=GPUTarget("cuda", arch, 32),
-                              options=dict(num_warps=cfg["num_warps"], num_stages=cfg["num_stages"]))
+                              options=options)
     bin_dir = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
     ptxas = next(os.path.join(bin_dir, p) for p in ("ptxas-blackwell", "ptxas") if os.path.exists(os.path.join(bin_dir, p)))
     with tempfile.TemporaryDirectory() as tmp:

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 import triton
 
+import gpu_compile
 import scan_triton
 
 
@@ -241,4 +242,4 @@ def scan(q, k, v, g, h0=None, chunk_size=64):
                            "is set before scan_kernel is imported; on the CPU use scan_chunked")
     C = max(16, min(chunk_size, 64, triton.next_power_of_2(q.shape[1])))
     capability = torch.cuda.get_device_capability(q.device) if q.is_cuda else (9, 0)
-    return scan_triton.Scan.apply(q, k, v, g, h0, C, scan_triton.config(q.dtype, capability, q.shape[3], v.shape[3]))
+    return scan_triton.Scan.apply(q, k, v, g, h0, C, gpu_compile.config(q.dtype, capability, q.shape[3], v.shape[3]))

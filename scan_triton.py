@@ -6,13 +6,14 @@ the rest of scan_kernel.py: together the two would be twice what a file should b
 Read each kernel next to the step of scan_chunked with the same number. Per (batch row, head):
     2.   G    the cumulative log decay inside each chunk of C tokens (PyTorch: _chunk_cumsum)
     3.   A    A[t, s] = sum_k q_tk k_sk exp(G_tk - G_sk) for s <= t in one chunk, (C, C): _scores_kernel
-              for a decay per key channel; for one decay per head, inside _output_kernel
+              for a decay per key channel (with qd = q * exp(G), kd = k * exp(G_last - G), what
+              steps 4-6 multiply); for one decay per head, inside _output_kernel
     4-5. S_n  U_n = (k * exp(G_last - G))^T v, what chunk n adds to the state, and the carry
               S_{n+1} = exp(G_last) * S_n + U_n (the only loop)                             _states_kernel
     6.   o    A v + (q * exp(G)) S_n                                                        _output_kernel
-Steps 3 and 6 run one program per chunk (and per tile of K or V), steps 4-5 one per state tile,
+Steps 3 and 6 run one program per chunk (and per tile of V), steps 4-5 one per state tile,
 walking the chunks. What goes through memory between them: the states S_n, one (K, V) tile per
-chunk, and for a decay per key channel the scores A, both in the input dtype (bfloat16 or float16;
+chunk, and for a decay per key channel A, qd and kd, all in the input dtype (bfloat16 or float16;
 float32 for float32 inputs). (fla's chunk_gla splits its work the same way: the chunk states by
 one loop per state tile, then the outputs in parallel over chunks.) Tiles are float32 in registers;
 for 16-bit inputs the matrix products take 16-bit operands, as the peers' kernels do (_mm).
@@ -29,7 +30,7 @@ The forward's S_n are kept for the backward.
 
 Layouts (contiguous): q, k (B, T, H, K), v, o (B, T, H, V), A (B*H, N, C, C) and the states S_n,
 D_n (B*H, N, K, V) in the input dtype; G (B, N*C, H, K|1) float32. Program axes:
-0 = tile of K and/or V (or the sub-chunk), 1 = the chunk n, 2 = batch row * H + head.
+0 = tile of K and/or V, 1 = the chunk n, 2 = batch row * H + head.
 """
 import os
 
@@ -53,17 +54,6 @@ def _load_rows(ptr, b, h, t, d, T, H, D):
 def _load_G(G, b, h, t, d, Tp, H, Kg):
     """G[b, t, h, d % Kg] as float32 (R, W): Kg = 1 (one decay per head) reads channel 0 for every d."""
     return tl.load(G + ((b * Tp + t[:, None]) * H + h) * Kg + d[None, :] % Kg, mask=(t < Tp)[:, None], other=0.0)
-
-
-@triton.jit
-def _decay(G, b, h, n, t, d, N, H, Kg, C: tl.constexpr, TO_END: tl.constexpr):
-    """(C, W) decay of rows t of chunk n: exp(G_last - G_t) to the chunk's end (what a token adds to the
-    state it hands on), or exp(G_t) from its start (how much of the carried state it still sees)."""
-    log_decay = _load_G(G, b, h, t, d, N * C, H, Kg)                                      # G_t
-    if TO_END:
-        G_last = _load_G(G, b, h, n * C + C - 1 + tl.zeros((1,), tl.int32), d, N * C, H, Kg)
-        log_decay = G_last - log_decay                                                     # G_last - G_t
-    return tl.exp(log_decay)
 
 
 # Under TRITON_INTERPRET=1 (the CPU), Triton 3.9's tl.dot gets bfloat16 operands wrong: _mm rounds them
@@ -100,52 +90,69 @@ def _state_offsets(bh, n, N, dk, dv, K, V):
 
 
 @triton.jit
-def _scores_kernel(q, k, G, A, T, H, K, C: tl.constexpr, SUB: tl.constexpr, BK: tl.constexpr,
-                   PER_CHANNEL: tl.constexpr, PREC: tl.constexpr):
-    """Step 3: rows i*SUB .. (i+1)*SUB - 1 of one chunk's scores A (C, C), program (i, n, b*H + h).
-
-    Reads q, k (SUB or C, BK) tiles and G over K in BK steps; writes A's (SUB, C) row block.
-    One decay per head (SUB = C): SSD's single masked product (q k^T) * L, L[t, s] = exp(G_t - G_s).
-    A decay per key channel (SUB = 16): keys before the sub-chunk are decayed forward to its first
-    row r and its queries back to r, so both factors are <= 1 and the block is one tl.dot; the
-    (16, 16) diagonal block is the plain masked product (scan_kernel._scores_plain), one key at a
-    time. (scan_chunked halves the chunk instead: a register tile cannot be cut the way a view can.)"""
-    i, n, bh, N = tl.program_id(0), tl.program_id(1), tl.program_id(2), tl.num_programs(1)
-    b, h, r, Kg = bh // H, bh % H, i * SUB, K if PER_CHANNEL else 1
-    rows, cols = r + tl.arange(0, SUB), tl.arange(0, C)                 # chunk-local t and s
-    t, s = n * C + rows, n * C + cols
-    acc = tl.zeros((SUB, C), dtype=tl.float32)
-    for k0 in range(0, K, BK):
-        d = k0 + tl.arange(0, BK)
-        q_t, k_s = _load_rows(q, b, h, t, d, T, H, K), _load_rows(k, b, h, s, d, T, H, K)
-        if PER_CHANNEL:
-            G_t, G_s = _load_G(G, b, h, t, d, N * C, H, Kg), _load_G(G, b, h, s, d, N * C, H, Kg)
-            G_r = tl.sum(tl.where((rows == r)[:, None], G_t, 0.0), 0)     # G at row r, (BK,)
-            q_r = q_t * tl.exp(G_t - G_r[None, :])                         # t >= r
-            k_r = k_s * tl.exp(tl.where((cols < r)[:, None], G_r[None, :] - G_s, float("-inf")))
-            acc += _mm(q_r, tl.trans(k_r), q.dtype.element_ty, PREC)      # keys s < r
-            for j in range(0, SUB):                                       # keys s = r + j
-                k_j = _load_rows(k, b, h, n * C + r + j + tl.zeros((1,), tl.int32), d, T, H, K)
-                G_j = _load_G(G, b, h, n * C + r + j + tl.zeros((1,), tl.int32), d, N * C, H, Kg)
-                decay = tl.exp(tl.where((rows >= r + j)[:, None], G_t - G_j, float("-inf")))
-                a_j = tl.sum(q_t * k_j * decay, 1)                        # A[t, r + j], (SUB,)
-                acc += tl.where((cols == r + j)[None, :], a_j[:, None], 0.0)
-        else:
-            acc += _mm(q_t, tl.trans(k_s), q.dtype.element_ty, PREC)
-    if not PER_CHANNEL:
-        G_t = tl.load(G + (b * N * C + t) * H + h)                         # one decay per head: Kg = 1
-        G_s = tl.load(G + (b * N * C + s) * H + h)
-        acc *= tl.exp(tl.where(rows[:, None] >= cols[None, :], G_t[:, None] - G_s[None, :], float("-inf")))
-    tl.store(A + ((bh * N + n) * C + rows[:, None]) * C + cols[None, :], acc.to(A.dtype.element_ty))
+def _row_of(x, j3, j):
+    """Row j of every sub-chunk of x (NB, SUB, W): (NB, 1, W), taken from registers."""
+    return tl.sum(tl.where(j3 == j, x, 0.0), 1, keep_dims=True)
 
 
 @triton.jit
-def _states_kernel(x, y, G, S, init, final, T, H, K, V, Kg, N, C: tl.constexpr, BK: tl.constexpr,
-                   BV: tl.constexpr, HAS_INIT: tl.constexpr, REVERSE: tl.constexpr, PREC: tl.constexpr):
+def _scores_kernel(q, k, G, A, qd, kd, T, H, K, C: tl.constexpr, SUB: tl.constexpr, BK: tl.constexpr,
+                   PER_CHANNEL: tl.constexpr, PREC: tl.constexpr):
+    """Step 3: one chunk's scores A (C, C), program (0, n, b*H + h), reading q, k and G once, over K
+    in BK steps. One decay per head: SSD's single masked product (q k^T) * L, L[t, s] = exp(G_t - G_s).
+
+    A decay per key channel: the chunk as NB = C / SUB sub-chunks of SUB = 16 rows, a leading axis of
+    every tile, (NB, SUB, BK). Keys before sub-chunk b are decayed forward to its first row r_b and
+    its queries back to r_b, so both factors are <= 1, and all NB blocks are one batched tl.dot; the
+    (16, 16) diagonal blocks are the plain masked product (scan_kernel._scores_plain), one key at a
+    time. (scan_chunked halves the chunk instead: a register tile cannot be cut the way a view can.)
+    Per key channel it also writes, in the input dtype, the decayed q and k that steps 4-6 multiply:
+    qd = q * exp(G) and kd = k * exp(G_last - G), (B, T, H, K), so that they read neither q, k
+    nor the float32 G (the products round their operands to the input dtype anyway, _mm)."""
+    n, bh, N = tl.program_id(1), tl.program_id(2), tl.num_programs(1)
+    b, h = bh // H, bh % H
+    NB: tl.constexpr = C // SUB
+    rows = tl.arange(0, C)                                                # chunk-local t (and s)
+    t = n * C + rows
+    blk, j3 = tl.arange(0, NB)[:, None, None], tl.arange(0, SUB)[None, :, None]   # sub-chunk, row in it
+    s3 = rows[None, :, None]                                              # key s, (1, C, 1)
+    acc = tl.zeros((NB, SUB, C) if PER_CHANNEL else (C, C), dtype=tl.float32)
+    for k0 in range(0, K, BK):
+        d = k0 + tl.arange(0, BK)
+        q_t, k_t = _load_rows(q, b, h, t, d, T, H, K), _load_rows(k, b, h, t, d, T, H, K)
+        if PER_CHANNEL:
+            G_t = _load_G(G, b, h, t, d, N * C, H, K)
+            G_last = tl.sum(tl.where((rows == C - 1)[:, None], G_t, 0.0), 0)
+            _store_rows(qd, q_t * tl.exp(G_t), b, h, t, d, T, H, K)
+            _store_rows(kd, k_t * tl.exp(G_last[None, :] - G_t), b, h, t, d, T, H, K)
+            q3, k3 = tl.reshape(q_t, (NB, SUB, BK)), tl.reshape(k_t, (NB, SUB, BK))
+            G3 = tl.reshape(G_t, (NB, SUB, BK))
+            G_r = _row_of(G3, j3, 0)                                      # G at each r_b, (NB, 1, BK)
+            q_r = q3 * tl.exp(G3 - G_r)                                   # t >= r_b
+            k_r = k_t[None, :, :] * tl.exp(tl.where(s3 < blk * SUB, G_r - G_t[None, :, :], float("-inf")))
+            acc += _mm(q_r, tl.permute(k_r, (0, 2, 1)), q.dtype.element_ty, PREC)   # keys s < r_b
+            for j in range(0, SUB):                                       # keys s = r_b + j
+                decay = tl.exp(tl.where(j3 >= j, G3 - _row_of(G3, j3, j), float("-inf")))
+                a_j = tl.sum(q3 * _row_of(k3, j3, j) * decay, 2, keep_dims=True)    # A[t, r_b + j], (NB, SUB, 1)
+                acc += tl.where(tl.reshape(rows, (1, 1, C)) == blk * SUB + j, a_j, 0.0)
+        else:
+            acc += _mm(q_t, tl.trans(k_t), q.dtype.element_ty, PREC)
+    if PER_CHANNEL:
+        acc2 = tl.reshape(acc, (C, C))
+    else:   # one decay per head: Kg = 1
+        G_t = tl.load(G + (b * N * C + t) * H + h)
+        acc2 = acc * tl.exp(tl.where(rows[:, None] >= rows[None, :], G_t[:, None] - G_t[None, :], float("-inf")))
+    tl.store(A + ((bh * N + n) * C + rows[:, None]) * C + rows[None, :], acc2.to(A.dtype.element_ty))
+
+
+@triton.jit
+def _states_kernel(x, y, G, S, init, final, T, H, K, V, Kg, N, C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                   HAS_INIT: tl.constexpr, REVERSE: tl.constexpr, PER_CHANNEL: tl.constexpr, PREC: tl.constexpr):
     """Steps 4 and 5: S_{n+1} = exp(G_last,n) * S_n + U_n over the chunks in order, S_0 = init (h0 or 0),
     with U_n = (k * exp(G_last - G))^T v what chunk n adds to the state by its end (x = k, y = v).
     Steps 4' and 5' (REVERSE): D_{n-1} = exp(G_last,n) * D_n + W_n from the last chunk back, D = init
-    (dh or 0), with W_n = (q * exp(G))^T do (x = q, y = do).
+    (dh or 0), with W_n = (q * exp(G))^T do (x = q, y = do). With a decay per key channel x comes
+    decayed already (kd or qd, written by _scores_kernel), and of G only each chunk's G_last is read.
 
     Program (tile of (K, V), 0, b*H + h): the only sequential loop (N = T / C steps). Each step reads
     chunk n's x (C, BK), y (C, BV) and G, and writes the state entering chunk n (S_n) or leaving it
@@ -165,24 +172,27 @@ def _states_kernel(x, y, G, S, init, final, T, H, K, V, Kg, N, C: tl.constexpr, 
         t = n * C + tl.arange(0, C)
         off_n, _ = _state_offsets(bh, n, N, dk, dv, K, V)
         tl.store(S + off_n, S_n.to(S.dtype.element_ty), mask=mask)
-        x_t = _load_rows(x, b, h, t, dk, T, H, K) * _decay(G, b, h, n, t, dk, N, H, Kg, C, not REVERSE)
-        U_n = _mm(tl.trans(x_t), _load_rows(y, b, h, t, dv, T, H, V), x.dtype.element_ty, PREC)
+        x_t = _load_rows(x, b, h, t, dk, T, H, K)
         G_last = _load_G(G, b, h, n * C + C - 1 + tl.zeros((1,), tl.int32), dk, N * C, H, Kg)   # (1, BK)
-        S_n = tl.exp(tl.trans(G_last)) * S_n + U_n
+        if not PER_CHANNEL:   # k decays to the chunk's end, exp(G_last - G); q from its start, exp(G)
+            G_t = _load_G(G, b, h, t, dk, N * C, H, Kg)
+            x_t *= tl.exp(G_t if REVERSE else G_last - G_t)
+        S_n = tl.exp(tl.trans(G_last)) * S_n + _mm(tl.trans(x_t), _load_rows(y, b, h, t, dv, T, H, V),
+                                                   x.dtype.element_ty, PREC)
     tl.store(final + off, S_n, mask=mask)
 
 
 @triton.jit
-def _output_kernel(A, q, k, y, G, S, out, T, H, K, V, Kg, C: tl.constexpr, BK: tl.constexpr,
+def _output_kernel(A, q, k, y, G, S, out, T, H, K, V, C: tl.constexpr, BK: tl.constexpr,
                    BV: tl.constexpr, BACKWARD: tl.constexpr, PER_CHANNEL: tl.constexpr, PREC: tl.constexpr):
     """Step 6: o = A v + (q * exp(G)) S_n, every token reading the state its chunk started from.
     Step 6' (BACKWARD): dv = A^T do + (k * exp(G_last - G)) D_n.
 
-    Program (tile of V, n, b*H + h). Over K in BK steps reads q or k (C, BK), G and the (BK, BV)
-    tile of S_n or D_n; then y = v or do (C, BV); writes o or dv (C, BV). The scores A (step 3):
-    with one decay per head they are made here, SSD's masked product (q k^T) * L from the q and k
-    tiles of the same loop, and never stored; with a decay per key channel they are read from
-    _scores_kernel's output, 16 columns at a time."""
+    Program (tile of V, n, b*H + h). Over K in BK steps reads q or k (C, BK) and the (BK, BV) tile
+    of S_n or D_n; then y = v or do (C, BV); writes o or dv (C, BV). One decay per head: the scores
+    are made here, SSD's masked product (q k^T) * L from the q and k tiles of the same loop, never
+    stored, and G is read per row. A decay per key channel: q and k are qd and kd (_scores_kernel
+    decayed them), and the scores A are read from its output, 16 columns at a time."""
     i, n, bh, N = tl.program_id(0), tl.program_id(1), tl.program_id(2), tl.num_programs(1)
     b, h = bh // H, bh % H
     rows = tl.arange(0, C)
@@ -193,12 +203,11 @@ def _output_kernel(A, q, k, y, G, S, out, T, H, K, V, Kg, C: tl.constexpr, BK: t
         dk = k0 + tl.arange(0, BK)
         q_t, k_t = _load_rows(q, b, h, t, dk, T, H, K), _load_rows(k, b, h, t, dk, T, H, K)
         x_t = k_t if BACKWARD else q_t     # per key channel the other one is unused: the compiler drops its load
-        if PER_CHANNEL:
-            x_t *= _decay(G, b, h, n, t, dk, N, H, Kg, C, BACKWARD)
-        elif BACKWARD:     # dv needs A^T = k q^T, made so (no tl.trans of the (C, C) tile)
-            scores += _mm(k_t, tl.trans(q_t), q.dtype.element_ty, PREC)
-        else:
-            scores += _mm(q_t, tl.trans(k_t), q.dtype.element_ty, PREC)
+        if not PER_CHANNEL:
+            if BACKWARD:   # dv needs A^T = k q^T, made so (no tl.trans of the (C, C) tile)
+                scores += _mm(k_t, tl.trans(q_t), q.dtype.element_ty, PREC)
+            else:
+                scores += _mm(q_t, tl.trans(k_t), q.dtype.element_ty, PREC)
         off, mask = _state_offsets(bh, n, N, dk, dv, K, V)
         acc += _mm(x_t, tl.load(S + off, mask=mask, other=0.0).to(tl.float32), q.dtype.element_ty, PREC)
     if PER_CHANNEL:
@@ -267,45 +276,45 @@ def _dqk_kernel(q, k, v, do, G, S, D, dA, dq, dk, dG, T, H, K, V, C: tl.constexp
 @triton.jit
 def _dqk_intra_kernel(q, k, G, dA, dq_states, dk_states, dq, dk, dG, T, H, K, C: tl.constexpr,
                       SUB: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr):
-    """Step 3' for a decay per key channel: the dA share of dq and dk in sub-chunk i (rows r .. e),
+    """Step 3' for a decay per key channel: dA's share of dq and dk,
     dq_t += sum_{s<=t} dA[t, s] k_s exp(G_t - G_s),  dk_s += sum_{t>=s} dA[t, s] q_t exp(G_t - G_s).
 
-    Program (i + sub-chunks * tile of K, n, b*H + h). Reads q, k, G (C, BK), dA's rows and
-    columns r .. e, and _dqk_kernel's float32 dq_states, dk_states; writes the (SUB, BK) tile of
-    dq, dk in the input dtype and of dG = q dq - k dk (B, T, H, K) float32. As in _scores_kernel:
-    pairs across sub-chunks are one tl.dot each, with factors <= 1 (through row r for dq, row e for
-    dk); pairs inside the sub-chunk go one at a time."""
-    p, n, bh, N = tl.program_id(0), tl.program_id(1), tl.program_id(2), tl.num_programs(1)
-    b, h, i, Kg = bh // H, bh % H, p % (C // SUB), K
-    r, e = i * SUB, i * SUB + SUB - 1
-    rows, cols = r + tl.arange(0, SUB), tl.arange(0, C)
-    t, s = n * C + rows, n * C + cols
-    d = (p // (C // SUB)) * BK + tl.arange(0, BK)
-    A_off = (bh * N + n) * C * C
-    q_i, k_i, G_i = _load_rows(q, b, h, t, d, T, H, K), _load_rows(k, b, h, t, d, T, H, K), _load_G(G, b, h, t, d, N * C, H, Kg)
-    G_s = _load_G(G, b, h, s, d, N * C, H, Kg)
-    G_r = tl.sum(tl.where((rows == r)[:, None], G_i, 0.0), 0)
-    G_e = tl.sum(tl.where((rows == e)[:, None], G_i, 0.0), 0)
-    dA_rows = tl.load(dA + A_off + rows[:, None] * C + cols[None, :])              # (SUB, C)
-    dA_cols = tl.load(dA + A_off + cols[:, None] * C + rows[None, :])              # (C, SUB)
-    k_r = _load_rows(k, b, h, s, d, T, H, K) * tl.exp(tl.where((cols < r)[:, None], G_r[None, :] - G_s, float("-inf")))
-    q_e = _load_rows(q, b, h, s, d, T, H, K) * tl.exp(tl.where((cols > e)[:, None], G_s - G_e[None, :], float("-inf")))
-    dq_i = tl.exp(G_i - G_r[None, :]) * _mm(dA_rows, k_r, q.dtype.element_ty, PREC)
-    dk_i = tl.exp(G_e[None, :] - G_i) * _mm(tl.trans(dA_cols), q_e, q.dtype.element_ty, PREC)
-    for j in range(0, SUB):                                      # pairs inside the sub-chunk
-        row_j = n * C + r + j + tl.zeros((1,), tl.int32)
-        G_j = _load_G(G, b, h, row_j, d, N * C, H, Kg)
-        dA_col = tl.load(dA + A_off + rows * C + r + j)          # dA[t, r + j], t in the sub-chunk
-        dA_row = tl.load(dA + A_off + (r + j) * C + rows)        # dA[r + j, s], s in the sub-chunk
-        dq_i += dA_col[:, None] * _load_rows(k, b, h, row_j, d, T, H, K) * tl.exp(
-            tl.where((rows >= r + j)[:, None], G_i - G_j, float("-inf")))
-        dk_i += dA_row[:, None] * _load_rows(q, b, h, row_j, d, T, H, K) * tl.exp(
-            tl.where((rows <= r + j)[:, None], G_j - G_i, float("-inf")))
-    dq_i += _load_rows(dq_states, b, h, t, d, T, H, K)
-    dk_i += _load_rows(dk_states, b, h, t, d, T, H, K)
-    _store_rows(dq, dq_i, b, h, t, d, T, H, K)
-    _store_rows(dk, dk_i, b, h, t, d, T, H, K)
-    _store_rows(dG, q_i * dq_i - k_i * dk_i, b, h, t, d, T, H, K)
+    Program (tile of K, n, b*H + h). Reads q, k, G (C, BK) once, dA (C, C) as rows and as columns,
+    and _dqk_kernel's float32 dq_states, dk_states; writes dq, dk in the input dtype and
+    dG = q dq - k dk (B, T, H, K) float32. The sub-chunks as in _scores_kernel, (NB, SUB, BK): the
+    pairs across sub-chunks are one batched tl.dot each, with factors <= 1 (through each sub-chunk's
+    first row r_b for dq, its last row e_b for dk); pairs inside a sub-chunk go one at a time."""
+    i, n, bh, N = tl.program_id(0), tl.program_id(1), tl.program_id(2), tl.num_programs(1)
+    b, h = bh // H, bh % H
+    NB: tl.constexpr = C // SUB
+    rows = tl.arange(0, C)
+    t, d = n * C + rows, i * BK + tl.arange(0, BK)
+    blk, j3 = tl.arange(0, NB)[:, None, None], tl.arange(0, SUB)[None, :, None]   # sub-chunk, row in it
+    s3 = rows[None, :, None]                                              # the other token, (1, C, 1)
+    dA_n = dA + (bh * N + n) * C * C
+    q_t, k_t, G_t = _load_rows(q, b, h, t, d, T, H, K), _load_rows(k, b, h, t, d, T, H, K), _load_G(G, b, h, t, d, N * C, H, K)
+    q3, k3, G3 = tl.reshape(q_t, (NB, SUB, BK)), tl.reshape(k_t, (NB, SUB, BK)), tl.reshape(G_t, (NB, SUB, BK))
+    G_r, G_e = _row_of(G3, j3, 0), _row_of(G3, j3, SUB - 1)
+    # keys s before sub-chunk b, decayed forward to r_b: dq = exp(G_t - G_r) * dA[t, s] (k_s exp(G_r - G_s))
+    k_r = k_t[None, :, :] * tl.exp(tl.where(s3 < blk * SUB, G_r - G_t[None, :, :], float("-inf")))   # (NB, C, BK)
+    dA_rows = tl.reshape(tl.load(dA_n + rows[:, None] * C + rows[None, :]), (NB, SUB, C))          # dA[t, s]
+    dq3 = tl.exp(G3 - G_r) * _mm(dA_rows, k_r, q.dtype.element_ty, PREC)
+    # queries t after sub-chunk b, decayed back to e_b: dk = exp(G_e - G_s) * dA[t, s] (q_t exp(G_t - G_e))
+    q_e = q_t[None, :, :] * tl.exp(tl.where(s3 > blk * SUB + SUB - 1, G_t[None, :, :] - G_e, float("-inf")))
+    dA_cols = tl.reshape(tl.load(dA_n + rows[None, :] * C + rows[:, None]), (NB, SUB, C))          # dA[t, s]^T
+    dk3 = tl.exp(G_e - G3) * _mm(dA_cols, q_e, q.dtype.element_ty, PREC)
+    for j in range(0, SUB):                                      # pairs inside the sub-chunk, through row r_b + j
+        r_j = blk * SUB + j                                      # (NB, 1, 1)
+        G_j = _row_of(G3, j3, j)
+        dA_col = tl.load(dA_n + (blk * SUB + j3) * C + r_j).to(tl.float32)     # dA[t, r_j], (NB, SUB, 1)
+        dA_row = tl.load(dA_n + r_j * C + blk * SUB + j3).to(tl.float32)       # dA[r_j, s]
+        dq3 += dA_col * _row_of(k3, j3, j) * tl.exp(tl.where(j3 >= j, G3 - G_j, float("-inf")))
+        dk3 += dA_row * _row_of(q3, j3, j) * tl.exp(tl.where(j3 <= j, G_j - G3, float("-inf")))
+    dq_t = tl.reshape(dq3, (C, BK)) + _load_rows(dq_states, b, h, t, d, T, H, K)
+    dk_t = tl.reshape(dk3, (C, BK)) + _load_rows(dk_states, b, h, t, d, T, H, K)
+    _store_rows(dq, dq_t, b, h, t, d, T, H, K)
+    _store_rows(dk, dk_t, b, h, t, d, T, H, K)
+    _store_rows(dG, q_t * dq_t - k_t * dk_t, b, h, t, d, T, H, K)
 
 
 @triton.jit
@@ -333,32 +342,6 @@ def _dg_kernel(dG, dg, T, H, S_IN, K_OUT, C: tl.constexpr, BK: tl.constexpr, SHA
 # ----------------------------------------------------------------------------------------------
 # Launching the kernels
 
-def config(dtype, capability, K, V):
-    """Tiles and launch settings for heads of K x V, `dtype` inputs, a card of compute `capability`
-    ((9, 0) for an H100): dict(BK, BV, BV_out, PREC, num_warps, num_stages). The tiles do not grow with K, V,
-    so every shape fits; tests/test_compile.py checks each card's shared memory and registers.
-    Tiles are float32 in registers; the products take 16-bit operands for 16-bit inputs (_mm) and,
-    for float32 inputs, PREC: three TF32 products (float32's accuracy). A T4 has no TF32: PREC =
-    "ieee", float32 products on the CUDA cores, for every dtype (16-bit operands spill there)."""
-    fp32 = dtype == torch.float32
-    prec, warps = "tf32x3", 8
-    stages = 1 if fp32 else 2                 # tf32x3 splits each operand in two: a second stage spills
-    if capability < (8, 0):                   # T4: no TF32, the products run on the CUDA cores
-        BK, BV, prec, warps = 16, 32, "ieee", 4
-    elif capability < (9, 0):                 # A100, L4, RTX 30/40: smaller tiles, or registers spill
-        BK, BV, warps = 32, 16, 8 if fp32 else 4
-    else:
-        BK, BV = (32, 32) if fp32 else (64, 64)
-    BK = max(16, min(BK, triton.next_power_of_2(K)))                      # 16: the smallest tl.dot
-    BV = max(16, min(BV, triton.next_power_of_2(V)))
-    if capability >= (9, 0) and BK * BV < 1024 and not fp32:   # small heads: fewer threads, or ptxas spills
-        warps = 4
-    # The output kernel (step 6) fits a tile of V twice as wide on an H100 with 16-bit products: each
-    # program then reads q, G and A for twice as many outputs (the other kernels would spill).
-    BV_out = min(2 * BV, max(16, triton.next_power_of_2(V))) if capability >= (9, 0) and not fp32 else BV
-    return dict(BK=BK, BV=BV, BV_out=BV_out, PREC=prec, num_warps=warps, num_stages=stages)
-
-
 def _chunk_cumsum(g, C):
     """Steps 1-2: G (B, N*C, H, K|1), float32, g's cumulative sum inside each chunk of C tokens, T
     padded with g = 0 to N*C (padding decays nothing, so G's last row is the chunk's total decay).
@@ -373,37 +356,40 @@ def _chunk_cumsum(g, C):
 
 def _states(x, y, G, init, C, cfg, reverse):
     """Steps 4-5 (or 4'-5' in reverse): the states S_n (B*H, N, K, V) entering each chunk (or D_n,
-    leaving it), in the input dtype for 16-bit inputs, and the last state (B, H, K, V) float32."""
+    leaving it), in the input dtype for 16-bit inputs, and the last state (B, H, K, V) float32.
+    x: k (or q), decayed already (kd, qd) for a decay per key channel."""
     (B, T, H, K), V, Kg, N = x.shape, y.shape[-1], G.shape[-1], G.shape[1] // C
-    BK, BV = cfg["BK"], cfg["BV"]
+    BK, BV = cfg["BK"], cfg["BV_wide"] if Kg > 1 else cfg["BV"]
     S = torch.empty(B * H, N, K, V, dtype=x.dtype, device=x.device)
     last = torch.empty(B, H, K, V, dtype=torch.float32, device=x.device)
     # init = None: `last` stands in for the pointer, never read (HAS_INIT=False)
     _states_kernel[(triton.cdiv(K, BK) * triton.cdiv(V, BV), 1, B * H)](
         x, y, G, S, last if init is None else init.contiguous(), last, T, H, K, V, Kg, N, C=C, BK=BK, BV=BV,
-        HAS_INIT=init is not None, REVERSE=reverse, PREC=cfg["PREC"], num_warps=cfg["num_warps"],
-        num_stages=cfg["num_stages"])
+        HAS_INIT=init is not None, REVERSE=reverse, PER_CHANNEL=Kg > 1, PREC=cfg["PREC"],
+        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     return S, last
 
 
 def _scores(q, k, G, C, cfg, per_channel):
-    """Step 3 as its own kernel: A (B*H, N, C, C) in the input dtype; with per_channel=False, (q k^T) * L."""
+    """Step 3 as its own kernel: A (B*H, N, C, C) in the input dtype; with per_channel=False, (q k^T) * L.
+    With per_channel=True also qd = q * exp(G) and kd = k * exp(G_last - G): returns (A, qd, kd)."""
     (B, T, H, K), N = q.shape, G.shape[1] // C
-    sub = BC if per_channel else C
     A = torch.empty(B * H, N, C, C, dtype=q.dtype, device=q.device)      # 16-bit for 16-bit inputs, as S_n
-    _scores_kernel[(C // sub, N, B * H)](q, k, G, A, T, H, K, C=C, SUB=sub, BK=cfg["BK"], PER_CHANNEL=per_channel,
-                                         PREC=cfg["PREC"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
-    return A
+    qd, kd = (torch.empty_like(q), torch.empty_like(k)) if per_channel else (A, A)   # per head: never written
+    _scores_kernel[(1, N, B * H)](q, k, G, A, qd, kd, T, H, K, C=C, SUB=BC if per_channel else C,
+                                  BK=cfg["BK_sub" if per_channel else "BK"], PER_CHANNEL=per_channel, PREC=cfg["PREC"],
+                                  num_warps=cfg["warps_scores" if per_channel else "num_warps"], num_stages=cfg["num_stages"])
+    return (A, qd, kd) if per_channel else A
 
 
 def _output(A, q, k, y, G, S, C, cfg, backward):
-    """Step 6 (o from v) or 6' (dv from do): (B, T, H, V) in y's dtype. A: the per-channel scores, or
-    None for one decay per head (the kernel makes them)."""
-    (B, T, H, K), V, Kg, N = q.shape, y.shape[-1], G.shape[-1], G.shape[1] // C
+    """Step 6 (o from v) or 6' (dv from do): (B, T, H, V) in y's dtype. A: the per-channel scores (then
+    q, k are qd, kd), or None for one decay per head (the kernel makes them)."""
+    (B, T, H, K), V, N = q.shape, y.shape[-1], G.shape[1] // C
     out = torch.empty_like(y)
     # A = None: S stands in for the pointer, never read (PER_CHANNEL=False)
-    _output_kernel[(triton.cdiv(V, cfg["BV_out"]), N, B * H)](
-        S if A is None else A, q, k, y, G, S, out, T, H, K, V, Kg, C=C, BK=cfg["BK"], BV=cfg["BV_out"],
+    _output_kernel[(triton.cdiv(V, cfg["BV_wide"]), N, B * H)](
+        S if A is None else A, q, k, y, G, S, out, T, H, K, V, C=C, BK=cfg["BK"], BV=cfg["BV_wide"],
         BACKWARD=backward, PER_CHANNEL=A is not None, PREC=cfg["PREC"], num_warps=cfg["num_warps"],
         num_stages=cfg["num_stages"])
     return out
@@ -416,13 +402,12 @@ class Scan(torch.autograd.Function):
     def forward(ctx, q, k, v, g, h0, C, cfg):
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
         G = _chunk_cumsum(g, C)                                                # steps 1-2
-        per_channel = G.shape[-1] > 1
-        S, h = _states(k, v, G, h0, C, cfg, reverse=False)                     # steps 4-5
-        A = _scores(q, k, G, C, cfg, per_channel=True) if per_channel else None    # step 3
-        o = _output(A, q, k, v, G, S, C, cfg, backward=False)                 # step 6 (and 3)
+        A, qd, kd = _scores(q, k, G, C, cfg, per_channel=True) if G.shape[-1] > 1 else (None, q, k)   # step 3
+        S, h = _states(kd, v, G, h0, C, cfg, reverse=False)                   # steps 4-5
+        o = _output(A, qd, kd, v, G, S, C, cfg, backward=False)               # step 6 (and 3 per head)
         # S_n is kept for the backward (one (K, V) tile per chunk, in the input dtype: K V 2 / C bytes per
         # token and head, for Mamba-2's 128 x 64 and C = 64 some 40% on top of q, k and v): recomputing it
-        # would cost the backward another pass of steps 4-5. A is made again in the backward.
+        # would cost the backward another pass of steps 4-5. A, qd and kd are made again in the backward.
         ctx.save_for_backward(q, k, v, g, h0, h, S)
         ctx.C, ctx.cfg = C, cfg
         return o, h
@@ -436,11 +421,12 @@ class Scan(torch.autograd.Function):
         (B, T, H, K), V, Kg, N = q.shape, v.shape[-1], G.shape[-1], G.shape[1] // C
         tiles = dict(C=C, BK=cfg["BK"], BV=cfg["BV"])
         run = dict(PREC=cfg["PREC"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+        # 3. A, qd, kd again (per head the output kernel makes its scores itself)
+        A, qd, kd = _scores(q, k, G, C, cfg, per_channel=True) if Kg > 1 else (None, q, k)
         # 4'-5'. W_n = (q * exp(G))^T do carried back: D_n, dL/dS at the end of chunk n, and dh0
-        D, dh0 = _states(q, do, G, dh, C, cfg, reverse=True)
-        # 6'. dv = A^T do + (k * exp(G_last - G)) D_n (A recomputed: by the kernel itself per head)
-        A = _scores(q, k, G, C, cfg, per_channel=True) if Kg > 1 else None
-        dv = _output(A, q, k, do, G, D, C, cfg, backward=True)
+        D, dh0 = _states(qd, do, G, dh, C, cfg, reverse=True)
+        # 6'. dv = A^T do + (k * exp(G_last - G)) D_n
+        dv = _output(A, qd, kd, do, G, D, C, cfg, backward=True)
         # 3'. dA = do v^T for s <= t: the scores of (do, v), with the decays L for one decay per head
         #     (then dA * L is what dq, dk need), with none for a decay per key channel (G_none = 0).
         #     _dqk_kernel adds the states' share of dq, dk (for one decay per head also dA's);
@@ -461,8 +447,9 @@ class Scan(torch.autograd.Function):
             _dqk_kernel[grid](q, k, v, do, G, S, D, dA, dq_states, dk_states, dq_states, T, H, K, V, **tiles,
                               PER_CHANNEL=True, **run)       # dG: dq_states stands in, never written
             dG = torch.empty(q.shape, dtype=torch.float32, device=q.device)
-            _dqk_intra_kernel[(grid[0] * (C // BC), N, B * H)](
-                q, k, G, dA, dq_states, dk_states, dq, dk, dG, T, H, K, C=C, SUB=BC, BK=cfg["BK"], **run)
+            _dqk_intra_kernel[(triton.cdiv(K, cfg["BK_sub"]), N, B * H)](
+                q, k, G, dA, dq_states, dk_states, dq, dk, dG, T, H, K, C=C, SUB=BC, BK=cfg["BK_sub"],
+                PREC=cfg["PREC"], num_warps=cfg["warps_intra"], num_stages=cfg["num_stages"])
         if dh is not None:   # the final state's share, exp(G_{T-1}) h0 + ..., at t = T-1 (per head: dG's first share)
             last = h * dh.float()                                            # (B, H, K, V)
             dG[:, -1, :, :Kg] += last.sum(-1) if Kg > 1 else last.sum((-2, -1))[..., None]

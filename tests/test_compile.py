@@ -7,11 +7,11 @@ spills registers runs, but slowly. The cards: H100 (sm_90), A100 (sm_80, also th
 sm_8x card: L4, RTX 30/40, with 101,376 bytes), and the T4 of free notebooks (sm_75, no bfloat16).
 
 Which compilations are enough: the compiled code depends on the dtype, the card, the kind of decay
-and the tiles BK, BV and warps (scan_triton.config), never on T, H or on K, V beyond the tiles.
-K, V >= 64 give a card's largest tiles, so the official shapes (Mamba-2: K = d_state 128,
-V = headdim 64, one decay per head; GLA 340M: 128 x 256 and 1.3B: 256 x 512, a decay per key
-channel) all compile to the same kernels per card and dtype; the toy shapes of this repository
-(Mamba-2 32 x 32; GLA 16 x 32) may give smaller tiles, compiled too when they differ. float16 and
+and the tiles and warps (gpu_compile.config), never on T, H or on K, V beyond the tiles. K >= 64
+and V >= 128 give a card's largest tiles, so GLA 340M (K x V = 128 x 256) and 1.3B (256 x 512, a
+decay per key channel) compile to the same kernels per card and dtype; Mamba-2 (K = d_state 128,
+V = headdim 64, one decay per head) and the toy shapes of this repository (Mamba-2 32 x 32; GLA
+16 x 32) may give smaller tiles, compiled too when they differ. float16 and
 bfloat16 inputs compile alike on sm_80+ (the same tiles, products of 16-bit operands of the same
 size), so bfloat16 stands for both there; float32 inputs use other products (tf32x3) and are
 compiled separately.
@@ -27,7 +27,7 @@ import sys
 import pytest
 import torch
 
-import scan_triton
+import gpu_compile
 
 CARDS = {"sm_90": ((9, 0), 232_448), "sm_80": ((8, 0), 166_912), "sm_75": ((7, 5), 65_536)}   # shared bytes per block
 DTYPES = {"sm_90": ("bfloat16", "float32"), "sm_80": ("bfloat16", "float32"), "sm_75": ("float16", "float32")}
@@ -41,7 +41,7 @@ def binding_set():
     for card, (capability, _) in CARDS.items():
         for dtype in DTYPES[card]:
             for name, (K, V, per_channel) in SHAPES.items():
-                cfg = scan_triton.config(getattr(torch, dtype), capability, K, V)
+                cfg = gpu_compile.config(getattr(torch, dtype), capability, K, V)
                 key = (card, dtype, per_channel, tuple(cfg.items()))
                 found.setdefault(key, [card, dtype, [], K, V, per_channel])[2].append(name)
     return list(found.values())
@@ -51,9 +51,9 @@ COMPILE = """
 import json, sys, torch, gpu_compile
 for card, capability, dtype, K, V, per_channel in json.loads(sys.argv[1]):
     launched, cfg = gpu_compile.launches(getattr(torch, dtype), per_channel, tuple(capability), K, V)
-    for name, kernel, signature, constexprs in launched:
+    for name, kernel, signature, constexprs, options in launched:
         print(json.dumps([card, dtype, K, V, name, *gpu_compile.compile_for(kernel, signature, constexprs,
-                                                                        tuple(capability), cfg)]), flush=True)
+                                                                        tuple(capability), options)]), flush=True)
 """
 
 
