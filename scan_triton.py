@@ -138,11 +138,11 @@ def _scores_kernel(q, k, G, A, qd, kd, T, H, K, C: tl.constexpr, SUB: tl.constex
         else:
             acc += _mm(q_t, tl.trans(k_t), q.dtype.element_ty, PREC)
     if PER_CHANNEL:
-        acc2 = tl.reshape(acc, (C, C))
+        A_n = tl.reshape(acc, (C, C))
     else:   # one decay per head: Kg = 1
         G_t = tl.load(G + (b * N * C + t) * H + h)
-        acc2 = acc * tl.exp(tl.where(rows[:, None] >= rows[None, :], G_t[:, None] - G_t[None, :], float("-inf")))
-    tl.store(A + ((bh * N + n) * C + rows[:, None]) * C + rows[None, :], acc2.to(A.dtype.element_ty))
+        A_n = acc * tl.exp(tl.where(rows[:, None] >= rows[None, :], G_t[:, None] - G_t[None, :], float("-inf")))
+    tl.store(A + ((bh * N + n) * C + rows[:, None]) * C + rows[None, :], A_n.to(A.dtype.element_ty))
 
 
 @triton.jit

@@ -11,6 +11,7 @@ The settings are the globals below; a config file, then --key=value flags, overr
 (configurator.py). An unknown key is an error. Ctrl-C or SIGTERM ends the current step, saves, and
 exits; `--init_from=resume` then continues with the losses the uninterrupted run would have had.
 """
+import gc
 import math
 import os
 import signal
@@ -415,6 +416,8 @@ if master:
     rundir.release(out_dir)
 if ddp:
     dist.barrier()                                     # every process is done (and rank 0 has saved)
+    del model, finals                                  # DDP's reducer, in reference cycles, holds the group:
+    gc.collect()                                       # freed at exit instead, gloo can abort the process
     dist.destroy_process_group()
 if stopping:
     print(f"stopped by {signal.Signals(stop or signal.SIGTERM).name} at step {iter_num}: continue with "
