@@ -416,7 +416,7 @@ if master:
     rundir.release(out_dir)
 if ddp:
     dist.barrier()                                     # every process is done (and rank 0 has saved)
-    del model, finals                                  # DDP's reducer, in reference cycles, holds the group:
+    model = finals = None                              # DDP's reducer, in reference cycles, holds the group:
     gc.collect()                                       # freed at exit instead, gloo can abort the process
     dist.destroy_process_group()
 if stopping:
