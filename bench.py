@@ -134,8 +134,8 @@ LAUNCH_OF = {"scores: A": "scores (q, k -> A)", "scores: dA": "scores (do, v -> 
              "states: D_n": "states (q, do -> D_n, backward)"}   # kernel_costs' rows -> gpu_compile.launches' names
 
 
-def kernel_costs(B, T, H, K, V, per_channel, elem, cfg, C=64, SUB=16):
-    """Each launch of a forward and backward of `scan` with the tiles of cfg (scan_triton.config),
+def kernel_costs(B, T, H, K, V, per_channel, elem, cfg, C=64):
+    """Each launch of a forward and backward of `scan` with the tiles of cfg (gpu_compile.config),
     counted from its tiles: [(step, kernel, programs, matmul flops issued, fewest, bytes moved,
     fewest)]. 'Fewest' flops count only the pairs s <= t; 'fewest' bytes read every tensor the kernel
     needs once. 'Moved' counts every tile a program loads as read from memory, also when other
@@ -179,7 +179,7 @@ def kernel_costs(B, T, H, K, V, per_channel, elem, cfg, C=64, SUB=16):
                                                           row("3'", "scores: dA", N * BH, pairs(V), [(do, 1), (v, 1), (tok * 4, 1)], A)]
     if per_channel:   # _dqk_kernel's float32 dq, dk are completed by _dqk_intra_kernel, which makes dG
         bwd += [row("3' 4' 6'", "dqk", nK * N * BH, (2 * state, 2 * state), [(do, nK), (v, nK), (S, 1), (S, 1), (G, 1)], 2 * tok * K * 4),
-                # dA as rows and as columns, and its (SUB, SUB) diagonal blocks once more (half of it)
+                # dA as rows and as columns, and its (16, 16) diagonal blocks once more (half of it)
                 row("3'", "dqk_intra", nKs * N * BH, plus(pairs(K), pairs(K)),
                     [(q, 1), (k, 1), (G, 1), (A, 2.5 * nKs), (2 * tok * K * 4, 1)], 2 * tok * K * elem + G)]
     else:             # dq, dk finished in the input dtype, with each K tile's share of dG

@@ -58,7 +58,8 @@ def config(dtype, capability, K, V):
 
 def launches(dtype, per_channel, capability, K, V):
     """Every kernel `scan` launches (forward and backward) for `dtype` inputs on a card of this
-    compute capability, for heads of K x V: ([(name, kernel, signature, constexprs, warps)], config).
+    compute capability, for heads of K x V: ([(name, kernel, signature, constexprs, options)], config),
+    options = dict(num_warps, num_stages).
     The compiled code depends on K and V only through the tiles; T, H, K, V are run-time integers."""
     cfg = config(dtype, capability, K, V)
     io = {torch.float32: "*fp32", torch.bfloat16: "*bf16", torch.float16: "*fp16"}[dtype]

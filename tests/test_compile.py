@@ -11,10 +11,9 @@ and the tiles and warps (gpu_compile.config), never on T, H or on K, V beyond th
 and V >= 128 give a card's largest tiles, so GLA 340M (K x V = 128 x 256) and 1.3B (256 x 512, a
 decay per key channel) compile to the same kernels per card and dtype; Mamba-2 (K = d_state 128,
 V = headdim 64, one decay per head) and the toy shapes of this repository (Mamba-2 32 x 32; GLA
-16 x 32) may give smaller tiles, compiled too when they differ. float16 and
-bfloat16 inputs compile alike on sm_80+ (the same tiles, products of 16-bit operands of the same
-size), so bfloat16 stands for both there; float32 inputs use other products (tf32x3) and are
-compiled separately.
+16 x 32) may give smaller tiles, compiled too when they differ. float16 and bfloat16 inputs compile
+alike on sm_80+ (the same tiles, products of 16-bit operands of the same size), so bfloat16 stands
+for both there; float32 inputs use other products (tf32x3) and are compiled separately.
 
 The compilations run in a subprocess without TRITON_INTERPRET (conftest.py sets it for the other
 tests, and under it Triton does not compile).
