@@ -7,7 +7,7 @@ ways training and evaluation read them.
     load(path) -> Data          the memory-mapped splits and where each document starts
     get_batch                   random windows: pretraining, the initial-state interventions (4.2-4.4)
     StreamSampler               contiguous streams: batch i+1 continues batch i row by row (TBTT, 4.5)
-    eval_sequences              held-out sequences, each inside one long document (Def. 3.1)
+    eval_sequences              held-out windows at random offsets of the stream (Def. 3.1)
 
 The default corpus, "stdlib", is the *.py files of Python's own standard library, test suite
 included: it needs no download, and code has long-range structure (a function uses names defined
@@ -293,7 +293,7 @@ def _write_split(out, split, texts, tok, t0):
 
     Documents go back to back with nothing between them: the byte vocabulary has no spare id for
     an end-of-text token, and the offsets in <split>_docs.npy already record the boundaries
-    (eval_sequences draws sequences inside one document from them)."""
+    (eval_sequences clusters its windows by the document they start in)."""
     dtype = _token_dtype(tok.vocab_size)
     starts, n_tokens, shown = [], 0, time.time()
     with open(out / f"{split}.bin", "wb") as f:
@@ -412,24 +412,26 @@ class StreamSampler:
 
 
 def eval_sequences(data, n, length, seed=0, split="val"):
-    """Held-out sequences for position-wise perplexity (Def. 3.1) -> seqs (n, length), doc_ids (n,).
+    """Held-out windows for position-wise perplexity (Def. 3.1) -> seqs (n, length), doc_ids (n,).
 
-    Each sequence lies inside one document of >= length tokens, at a random offset in it, so
-    position t of a sequence really has t tokens of its own document before it. Documents are
-    visited round-robin in a seeded random order, so n sequences cover min(n, #long docs)
-    documents; doc_ids (indices into the split's documents, meta[split]["names"]) let standard
-    errors be clustered by document, since sequences from one document are correlated.
+    Windows of the held-out split at uniformly random offsets, crossing document boundaries as the
+    training windows do (get_batch). Why not windows inside one document, starting anywhere in it:
+    then the first positions of a window are often a file's head (licence, imports) and the late
+    ones its body, so the raw loss slopes with t from content alone, by as much as the failure. At
+    a random offset of the stream every position t holds the same kind of content, so an ideal
+    model's loss can only fall with t, and a rise beyond T is the model's doing (README, "Measuring").
+    doc_ids (indices into the split's documents, meta[split]["names"]) is the document each window
+    starts in: windows that start in one document share text, so standard errors are clustered by
+    it (measure.clusters).
     """
     tokens, starts = _split(data, split)
-    lengths = np.diff(np.append(starts, len(tokens)))
-    long_docs = np.flatnonzero(lengths >= length)
-    if len(long_docs) == 0:
-        raise ValueError(f"no {split} document has {length} tokens (the longest has "
-                         f"{lengths.max()}): ask for length <= {lengths.max()}")
+    if len(tokens) < length:
+        raise ValueError(f"the {split} split has {len(tokens)} tokens, fewer than the {length} of one "
+                         f"window: ask for a shorter length or prepare a larger corpus")
     rng = np.random.default_rng(seed)
-    docs = rng.permutation(long_docs)[np.arange(n) % len(long_docs)]
-    offsets = starts[docs] + rng.integers(0, lengths[docs] - length + 1)
+    offsets = np.sort(rng.integers(0, len(tokens) - length + 1, size=n))   # sorted: a file read in order
     seqs = np.stack([tokens[o:o + length] for o in offsets]).astype(np.int64)
+    docs = np.searchsorted(starts, offsets, side="right") - 1              # the document holding each start
     return torch.from_numpy(seqs), torch.from_numpy(docs.astype(np.int64))
 
 

@@ -16,7 +16,7 @@ the JS divergence in bits), "cosine" one minus the cosine similarity of the prob
 fig. 1 bottom) and effrem_distances.png (the three distances, fig. 13).
 
 The settings checkpoints, labels, out_dir, batch_size, corpus, tokenizer, data_dir, seed, device, dtype and
-threads are evaluate.py's, imported from it: `python evaluate.py --help` describes them.
+threads mean what they mean in evaluate.py: `python evaluate.py --help` describes them.
 """
 import json
 import os
@@ -34,14 +34,25 @@ from measure import (check_settings, checkpoint_infos, clustered_mean, clusters,
                      fetch_official, load_held_out, setup, to_json)
 
 # -----------------------------------------------------------------------------
-# the settings shared with evaluate.py, which describes them
-from evaluate import (batch_size, checkpoints, corpus, data_dir, device, dtype, labels, out_dir,
-                      seed, threads, tokenizer)
+# the same settings as evaluate.py's, which describes them (`python evaluate.py --help`)
+checkpoints = "out"
+labels = ""
+out_dir = "eval"
+batch_size = 16
+corpus = ""
+tokenizer = ""
+data_dir = ""
+seed = 0
+device = "cuda" if torch.cuda.is_available() else "cpu"
+dtype = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+threads = 0
 # effrem.py's own
-T = 0                   # context length; 0: 4 * T_train of the first checkpoint (fig. 1 bottom)
+T = 0                   # context length; 0: 4 * T_train of the first checkpoint (fig. 1 bottom). Also try a
+                        # horizon where the model fails, 32-64 T_train (README: the demo does both)
 ts = ()                 # t values in [1, T - 1], e.g. --ts=1,10,100; (): 20 log-spaced values
 n_seqs = 128            # held-out sequences of T tokens
-chunk_len = 2048        # tokens per forward call: long contexts are streamed, so memory does not grow with T
+chunk_len = 64          # tokens per forward call: long contexts are streamed, so memory does not grow with
+                        # T (and on the CPU short calls are faster: evaluate.py's chunk_len says why)
 distances = "tv,js,cosine"
 if __name__ == "__main__":   # imported (by the tests) it keeps these defaults
     config = configure(globals())

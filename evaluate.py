@@ -17,14 +17,24 @@ Every position is scored twice:
              most T_train; block j >= 2 of T_train/2 positions is scored in a window of T_train tokens that
              starts from a zero state T_train/2 positions before it. Windows starting at even and at odd
              multiples of T_train/2 are two staggered streams, each restarted every T_train tokens.
-The raw curve slopes down with t on text by itself (more context helps); the excess, full - truncated, takes
-that out: > 0 where the long context hurts, i.e. where the model fails to length-generalize. It answers "does
-the long context hurt this model?", not "which model is better": a model bad at short contexts has a small
-excess. With --reference, the full-context loss minus the reference model's on the same tokens answers
-"is this model better than the reference at long positions?".
+The sequences are windows at random offsets of the held-out stream (data.eval_sequences), so every position
+holds the same kind of text and the raw curve of a model that uses its context well can only fall with t.
+Three numbers per position bucket, each paired per sequence, with standard errors clustered by the document
+a window starts in (measure.py):
+  rise       the full-context loss minus its mean over [T_train, 4 T_train) in the same sequence: > 0 where the
+             raw curve climbs again beyond the training context, the failure of fig. 1 (sec. 3.1). The
+             reference bucket is 48 positions wide, not [T, 2T)'s 16, so that its noise does not swamp the rise.
+  excess     full - truncated: > 0 where the long context hurts, on the very same tokens. It answers "does
+             the long context hurt this model?", not "which model is better": a model bad at short
+             contexts has a small excess.
+  vs reference (with --reference) the full-context loss minus the reference model's on the same tokens: "is
+             this model better than the reference at long positions?".
+Two verdicts: def32_verdict (Def. 3.2: no bucket beyond T_train above p*, the loss at the end of the training
+context) and paired_verdict (no bucket beyond T_train with a positive excess); each needs at least MIN_DOCS
+documents, and says "undecided" with fewer.
 
-Writes to out_dir: results.json (every number below, per checkpoint), ppl.png (figs. 1 top and 5: the
-difference from the reference, the excess, the perplexity), reference.png (with --reference),
+Writes to out_dir: results.json (every number below, per checkpoint), ppl.png (fig. 1: the position-wise
+perplexity first, then the excess, then the difference from the reference), reference.png (with --reference),
 state_std.png (fig. 4) and state_std_heads.png (fig. 9).
 """
 import json
@@ -46,7 +56,7 @@ from measure import (check_settings, checkpoint_infos, clustered_mean, clusters,
 from measure import checkpoint_info, load_model  # noqa: F401  (tasks.py calls them as evaluate.*)
 
 # -----------------------------------------------------------------------------
-# the settings shared with effrem.py (it imports them from here)
+# the settings effrem.py also has, with the same meanings
 checkpoints = "out"     # comma-separated: train.py out_dirs, official checkpoint directories or hub ids
 labels = ""             # comma-separated names for the curves; "": each run's intervention
 out_dir = "eval"        # where the JSON and the figures go
@@ -60,12 +70,13 @@ dtype = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported
 threads = 0             # CPU threads for torch; 0 = torch's default (1 where other jobs share the cores)
 # evaluate.py's own
 seq_len = 0             # L, tokens per sequence; 0: 32 * T_train of the first checkpoint
-n_seqs = 256            # held-out sequences (the README's tables use 256)
-chunk_len = 256         # tokens per forward call while streaming: sets the memory, never the result
-smooth = 32             # positions in the moving average behind def32_verdict and the curves
+n_seqs = 512            # held-out windows (the README's tables use 512: the rise's SE is then ~0.02)
+chunk_len = 64          # tokens per forward call while streaming: sets the memory and the speed, never the
+                        # result (on the CPU 64 was 3x faster than 256: bench.py's per-token cost against T)
+smooth = 32             # positions in the moving average of the curves (the figures only)
 n_drift_heads = 4       # heads singled out in fig. 9: those whose state std changes most after T_train
 reference = ""          # a checkpoint (e.g. the control run) to compare each one with, paired per token
-if __name__ == "__main__":   # imported (by effrem.py, by the tests) it keeps these defaults
+if __name__ == "__main__":   # imported (by train.py, by the tests) it keeps these defaults
     config = configure(globals())
 # -----------------------------------------------------------------------------
 
@@ -82,7 +93,7 @@ def check_length(L, T_train):
                          f"beyond the training context (use 16-64 x T_train)")
 
 
-def state_points(P, T_train, per_octave=8):
+def state_points(P, T_train, per_octave=4):
     """Where the state statistics are taken, in tokens read: `per_octave` log-spaced points per doubling (the
     figures' position axis is logarithmic), plus T_train (the last state training saw) and P (the end)."""
     pts = np.round(2.0 ** (np.arange(int(per_octave * math.log2(P)) + 1) / per_octave)).astype(int)
@@ -97,7 +108,7 @@ def token_losses(logits, targets, V):
 
 
 @torch.no_grad()
-def score(model, x, T_train, chunk_len=256, points=(), ctx=nullcontext()):
+def score(model, x, T_train, chunk_len=64, points=(), ctx=nullcontext()):
     """Per-token losses of x, full and truncated, and the state's moments along the full pass.
 
     x: (B, L) token ids. Returns full, truncated: (B, L - 1) float32 (nats; position t predicts x[:, t + 1]),
@@ -164,8 +175,8 @@ def score_truncated(model, x, T_train, chunk_len, ctx):
 # per checkpoint: means by position and bucket, the verdicts, the state's statistics, the printout
 
 
-def evaluate_checkpoint(model, seqs, doc_ids, T_train, chunk_len=256, batch_size=16, width=32,
-                        n_drift_heads=4, ctx=nullcontext(), device="cpu", label=""):
+def evaluate_checkpoint(model, seqs, doc_ids, T_train, chunk_len=64, batch_size=16, n_drift_heads=4,
+                        ctx=nullcontext(), device="cpu", label=""):
     """Everything per checkpoint. seqs: (n, L) token ids, doc_ids: (n,) their documents. Returns a dict of
     per-position means and clustered SEs (full, truncated, excess), buckets, the two verdicts and the state
     statistics."""
@@ -181,7 +192,8 @@ def evaluate_checkpoint(model, seqs, doc_ids, T_train, chunk_len=256, batch_size
     sums["excess"] = sums["full"] - sums["truncated"]   # linear: per-document sums of the differences
     r["excess"], r["se_excess"] = clustered_mean(sums["excess"], counts)
     r["buckets"] = bucket_means(sums, counts, T_train)
-    r["def32_verdict"], r["paired_verdict"] = verdicts(r["loss_full"], T_train, width, r["buckets"])
+    r["def32_verdict"] = def32_verdict(sums["full"], counts, T_train)
+    r["paired_verdict"] = paired_verdict(r["buckets"], T_train, len(counts))
     r["full_by_document"] = sums["full"]                # (G, P), for paired_difference; not written to JSON
     n_el = len(seqs) * model.zero_states(1)[0]["S"][0, 0].numel()                # B * K * V per head
     r.update(state_statistics(moments, n_el, points, T_train, n_drift_heads))
@@ -219,26 +231,40 @@ def in_T(a, T):
     return {0: "0", T // 2: "T/2", T: "T"}.get(a, f"{a // T}T")
 
 
+RISE_FROM = (1, 4)       # the rise is measured from the mean loss over [T_train, 4 T_train)
+MIN_DOCS = 10            # fewer documents than this: too few independent units for a clustered SE to decide
+
+
 def bucket_means(sums, counts, T_train):
     """One row per position bucket: for each series in sums (name -> (G, P) per-document sums), the mean
-    over the bucket's positions and sequences, and its SE clustered by document."""
+    over the bucket's positions and sequences, and its SE clustered by document; and the rise of the
+    full-context loss over its mean in [T_train, 4 T_train), paired per sequence."""
     P = next(iter(sums.values())).shape[1]
+    a0, b0 = RISE_FROM[0] * T_train, min(RISE_FROM[1] * T_train, P)
     rows = []
     for a, b in bucket_edges(T_train, P):
         row = dict(start=a, end=b, name=f"[{in_T(a, T_train)}, {in_T(b, T_train)})")
         for k, s in sums.items():
             mean, se = clustered_mean(s[:, a:min(b, P)].mean(1), counts)   # per-sequence bucket means
             row[k], row[f"se_{k}"] = float(mean), float(se)
+        if "full" in sums:   # linear: per-document sums of each sequence's bucket mean minus its reference
+            full = sums["full"]
+            row["rise"], row["se_rise"] = map(float, clustered_mean(
+                full[:, a:min(b, P)].mean(1) - full[:, a0:b0].mean(1), counts))
         rows.append(row)
     return rows
 
 
-def smoothed(a, width, grow=0.0):
+def smoothed(a, width, grow=0.0, cut=None):
     """Moving average over about `width` positions: position t averages a[t-h .. t+h], h = min(width // 2, t),
     so the window narrows towards t = 0 and the steep start of the curve is not smeared across it; at the end
     of the sequence the window is cut short (the last position averages width // 2 + 1 positions). With
     grow > 0, h is at least grow * t: the figures use grow = 1/32 (windows of ~t/16), since on a log axis a
-    fixed window looks ever noisier to the right, where each pixel spans more positions."""
+    fixed window looks ever noisier to the right, where each pixel spans more positions. With cut = T_train
+    no window crosses T_train: the curve inside the training context and the curve beyond it are averaged
+    apart, so the early positions' high losses never leak past T_train."""
+    if cut is not None and 0 < cut < len(a):
+        return np.concatenate([smoothed(a[:cut], width, grow), smoothed(a[cut:], width, grow)])
     t = np.arange(len(a))
     h = np.minimum(np.maximum(width // 2, (grow * t).astype(int)), t)
     lo, hi = t - h, np.minimum(t + h, len(a) - 1)
@@ -246,25 +272,40 @@ def smoothed(a, width, grow=0.0):
     return (c[hi + 1] - c[lo]) / (hi - lo + 1)
 
 
-def verdicts(loss, T_train, width, buckets):
-    """Two answers to "does the model length-generalize?". loss: (P,) mean loss per position; buckets: rows of
-    bucket_means with an "excess". Returns (def32_verdict, paired_verdict), two dicts.
+def def32_verdict(full_sums, counts, T_train):
+    """Def. 3.2: t* and p* are where and how low the position-wise perplexity is at its lowest inside the
+    training context; the model length-generalizes if beyond T_train it stays at or below p*. Per position
+    the curve is too noisy for a minimum, so p* is the mean over [T_train/2, T_train), the end of the
+    training context (on stationary windows the curve is lowest there), never mixed with positions
+    < T_train/2 or >= T_train. A bucket beyond T_train is above p* when its loss minus the [T_train/2, T_train)
+    loss of the same sequences exceeds two clustered SEs. full_sums: (G, P) per-document sums of the
+    full-context losses; counts: (G,). Returns a dict; length_generalizes is None ("undecided") with fewer
+    than MIN_DOCS documents."""
+    P, half = full_sums.shape[1], T_train // 2
+    loss_in = full_sums[:, half:T_train].mean(1)                        # (G,) per-document sums
+    p_star = float(np.exp(loss_in.sum() / counts.sum()))
+    rows = []
+    for a, b in bucket_edges(T_train, P)[2:]:                          # [T, 2T), [2T, 4T), ...
+        mean, se = clustered_mean(full_sums[:, a:min(b, P)].mean(1) - loss_in, counts)
+        rows.append(dict(name=f"[{in_T(a, T_train)}, {in_T(b, T_train)})", above=float(mean), se=float(se)))
+    above = [r["name"] for r in rows if r["above"] > 2 * r["se"]]
+    return dict(p_star=p_star, p_star_positions="[T/2, T)", buckets=rows, buckets_above=above,
+                **_decide(above, len(counts)))
 
-    def32_verdict, Def. 3.2 literally: t* and p* are the argmin and the min of the position-wise perplexity over
-    the training positions t < T_train, smoothed over `width` positions, and the model length-generalizes if
-    the curve stays at or below p* beyond T_train. Which tokens happen to sit at which positions moves the raw
-    curve by more than the failure does, so on a few dozen documents this answer is mostly noise.
-    paired_verdict, the printed one: the same question with each position's content taken out. The model
-    fails if, in some bucket beyond T_train, its loss with the full context exceeds its loss on the same tokens
-    with T_train/2 to T_train tokens of context (the excess) by more than two clustered standard errors."""
-    s = smoothed(loss, width)
-    t_star = int(np.argmin(s[:T_train]))
-    above = s[T_train:] > s[t_star]
-    first = int(T_train + np.argmax(above)) if above.any() else None
+
+def paired_verdict(buckets, T_train, n_docs):
+    """Does the long context hurt? The model fails if, in some bucket beyond T_train, its loss with the full
+    context exceeds its loss on the same tokens with T_train/2 to T_train tokens of context (the excess) by
+    more than two clustered standard errors. buckets: rows of bucket_means."""
     failing = [b["name"] for b in buckets if b["start"] >= T_train and b["excess"] > 2 * b["se_excess"]]
-    def32 = dict(t_star=t_star, p_star=float(np.exp(s[t_star])), first_above=first,
-                 fraction_above=float(above.mean()), smooth=width, length_generalizes=first is None)
-    return def32, dict(failing_buckets=failing, length_generalizes=not failing)
+    return dict(failing_buckets=failing, **_decide(failing, n_docs))
+
+
+def _decide(failing, n_docs):
+    if n_docs < MIN_DOCS:
+        return dict(length_generalizes=None, why=f"undecided: {n_docs} document(s), fewer than {MIN_DOCS}, "
+                                                 "are too few independent units for a standard error")
+    return dict(length_generalizes=not failing, why="")
 
 
 def state_statistics(moments, n_el, points, T_train, n_drift_heads):
@@ -285,26 +326,37 @@ def state_statistics(moments, n_el, points, T_train, n_drift_heads):
     return r
 
 
+def signed(x, se=None):
+    """+0.0123 ± 0.0045; a value that rounds to zero prints as +0.0000, never -0.0000."""
+    x = 0.0 if round(x, 4) == 0 else x
+    return f"{x:+.4f}" + ("" if se is None else f" ± {se:.4f}")
+
+
+def verdict_line(v, failing, what):
+    if v["length_generalizes"] is None:
+        return v["why"]
+    return (f"fails to length-generalize: {what} in {', '.join(failing)}" if failing
+            else "length-generalizes: no bucket beyond T_train is worse (> 2 SE)")
+
+
 def report(r, label):
-    """The printout: one row per position bucket, the headline excess, the two verdicts, the drifting heads."""
+    """The printout: one row per position bucket, the headline rise, the two verdicts, the drifting heads."""
     T = r["T_train"]
     print(f"\n{label}: T_train = {T}, L = {r['L']}, {r['n_seqs']} sequences from {r['n_docs']} documents")
-    print(f"{'positions':<14} {'full':>8} {'truncated':>10}   excess = full - truncated (nats/token)")
+    print(f"{'positions':<14} {'full':>8} {'truncated':>10}   {'rise = full - [T, 4T)':>22}   "
+          f"{'excess = full - truncated':>25}  (nats/token)")
     for b in r["buckets"]:
-        print(f"{b['name']:<14} {b['full']:8.4f} {b['truncated']:10.4f}   {b['excess']:+.4f} ± {b['se_excess']:.4f}")
-    head = next((b for b in r["buckets"] if b["start"] == 16 * T), r["buckets"][-1])
-    print(f"==> excess at {head['name']}: {head['excess']:+.4f} ± {head['se_excess']:.4f} nats/token "
-          f"(> 0: the context beyond T_train hurts)")
+        print(f"{b['name']:<14} {b['full']:8.4f} {b['truncated']:10.4f}   {signed(b['rise'], b['se_rise']):>22}"
+              f"   {signed(b['excess'], b['se_excess']):>25}")
+    last = r["buckets"][-1]
+    print(f"==> at {last['name']}: the loss rises {signed(last['rise'], last['se_rise'])} nats/token over "
+          f"[T, 4T) (> 0: the curve climbs beyond T_train); excess {signed(last['excess'], last['se_excess'])}")
     v = r["def32_verdict"]
-    rises = (f"is above p* at {100 * v['fraction_above']:.0f}% of the positions beyond T_train, first at "
-             f"t = {v['first_above']}" if v["first_above"] is not None else "never exceeds p* beyond T_train")
-    print(f"def32_verdict, Def. 3.2 literally (smoothed over {v['smooth']} positions): t* = {v['t_star']}, "
-          f"p* = {v['p_star']:.3f}; the perplexity {rises}")
-    failing = r["paired_verdict"]["failing_buckets"]
-    print("paired_verdict, does the long context hurt this model? " + (
-          f"yes: the full context is worse than the truncated one by > 2 SE in {', '.join(failing)}: fails to "
-          f"length-generalize" if failing else "no bucket beyond T_train is worse with the full context "
-          "(> 2 SE): length-generalizes"))
+    print(f"def32_verdict, Def. 3.2 (p* = {v['p_star']:.3f}, the perplexity over [T/2, T)): "
+          + verdict_line(v, v["buckets_above"], "the perplexity is above p*"))
+    v = r["paired_verdict"]
+    print("paired_verdict, does the long context hurt? "
+          + verdict_line(v, v["failing_buckets"], "the full context is worse than the truncated one"))
     s, i = r["state_std"], r["state_t"].index(T)
     print(f"state std (all layers): {s[i]:.4f} at t = T_train, {s[-1]:.4f} at t = {r['state_t'][-1]} "
           f"(x{s[-1] / s[i]:.2f}); most drifting heads (std at the end / at T_train): "
@@ -333,7 +385,8 @@ def compare_with_reference(results, ref_index, doc_ids, width):
     ref = results[ref_index]
     for r in results:
         vs = paired_difference(r["full_by_document"], ref["full_by_document"], counts, r["T_train"])
-        r["vs_reference"] = dict(reference=ref["checkpoint"], diff_smoothed=smoothed(vs["diff"], width, 1 / 32), **vs)
+        r["vs_reference"] = dict(reference=ref["checkpoint"], **vs,
+                                 diff_smoothed=smoothed(vs["diff"], width, 1 / 32, cut=r["T_train"]))
 
 
 def report_reference(results):
@@ -344,8 +397,7 @@ def report_reference(results):
     print(f"{'positions':<14}" + "".join(f"{r['label'][:24]:>26}" for r in compared))
     for i, bucket in enumerate(compared[0]["vs_reference"]["buckets"] if compared else []):
         cells = [r["vs_reference"]["buckets"][i] for r in compared]
-        print(f"{bucket['name']:<14}" + "".join(f"{c['diff']:+13.4f} ± {c['se_diff']:.4f}"[-26:].rjust(26)
-                                              for c in cells))
+        print(f"{bucket['name']:<14}" + "".join(signed(c["diff"], c["se_diff"]).rjust(26) for c in cells))
 
 
 if __name__ == "__main__":
@@ -365,8 +417,8 @@ if __name__ == "__main__":
     results = []
     for info, model in each_model(infos, held_out, device):
         print(f"evaluating {info['name']} ({info['label']}), T_train = {info['T_train']}")
-        r = evaluate_checkpoint(model, seqs, doc_ids, info["T_train"], chunk_len, batch_size, smooth,
-                                n_drift_heads, ctx, device, info["label"])
+        r = evaluate_checkpoint(model, seqs, doc_ids, info["T_train"], chunk_len, batch_size, n_drift_heads,
+                                ctx, device, info["label"])
         results.append(dict(label=info["label"], checkpoint=info["name"], is_reference=len(results) == ref_index,
                             **r))
         report(r, info["label"])
@@ -377,8 +429,8 @@ if __name__ == "__main__":
 
     os.makedirs(out_dir, exist_ok=True)
     for r in results:   # the curves as plotted, kept in the JSON beside the raw per-position arrays
-        r["ppl_smoothed"] = np.exp(smoothed(r["loss_full"], smooth, 1 / 32))
-        r["excess_smoothed"] = smoothed(r["excess"], smooth, 1 / 32)
+        r["ppl_smoothed"] = np.exp(smoothed(r["loss_full"], smooth, 1 / 32, cut=r["T_train"]))
+        r["excess_smoothed"] = smoothed(r["excess"], smooth, 1 / 32, cut=r["T_train"])
         del r["full_by_document"]
     figures = ["ppl.png", "state_std.png", "state_std_heads.png"] + (["reference.png"] if reference else [])
     plot_ppl(results, os.path.join(out_dir, "ppl.png"), smooth)

@@ -17,40 +17,50 @@ def vlines(ax, results):
         ax.axvline(T, ls="--", color="gray", lw=1, label=f"T_train = {T}")
 
 
-def bucket_errorbars(ax, r, key, color, label):
-    """The bucket means of r["buckets"] beyond T_train (key: "excess"; or "diff" in r["vs_reference"]) with
-    their clustered SEs, at each bucket's geometric centre."""
+def bucket_errorbars(ax, r, key, color, label, as_ppl=False):
+    """The bucket means of r["buckets"] beyond T_train (key: "excess", "full"; or "diff" in r["vs_reference"])
+    with their clustered SEs, at each bucket's geometric centre; as_ppl: exp of the mean, SE to first order."""
     rows = r["vs_reference"]["buckets"] if key == "diff" else r["buckets"]
     rows = [x for x in rows if x["start"] >= r["T_train"]]
     centres = [math.sqrt(x["start"] * min(x["end"], r["L"] - 1)) for x in rows]
-    ax.errorbar(centres, [x[key] for x in rows], [x[f"se_{key}"] for x in rows], fmt="o", color=color,
-                capsize=3, label=label)
+    y, se = np.array([x[key] for x in rows]), np.array([x[f"se_{key}"] for x in rows])
+    if as_ppl:
+        y, se = np.exp(y), np.exp(y) * se
+    ax.errorbar(centres, y, se, fmt="o", color=color, capsize=3, label=label)
 
 
 def plot_ppl(results, path, width):
-    """Figs. 1 (top) and 5. First what shows the failure: the excess, full - truncated; then each checkpoint's
-    full-context loss minus the reference's on the same tokens (when evaluate.py was given --reference);
-    last the smoothed position-wise perplexity itself. Bucket means ± their clustered SEs as points. Each
-    checkpoint keeps its colour in every panel and figure."""
+    """Fig. 1 (top) and fig. 5. First the position-wise perplexity itself (Def. 3.1) on a log position axis:
+    on stationary windows a model that length-generalizes stays flat or falls beyond T_train, one that fails
+    climbs. Then the excess, full - truncated on the same tokens; last, with --reference, each checkpoint's
+    full-context loss minus the reference's. Curves are moving averages that never cross T_train; points
+    are bucket means ± one clustered SE. Each checkpoint keeps its colour in every panel and figure."""
     compared = [(f"C{i}", r) for i, r in enumerate(results) if "vs_reference" in r and not r["is_reference"]]
     n = 3 if compared else 2
-    fig, axes = plt.subplots(n, 1, figsize=(8, 4 * n), sharex=True)
+    fig, axes = plt.subplots(n, 1, figsize=(8, 3.6 * n + 0.8), sharex=True,
+                             gridspec_kw=dict(height_ratios=[1.6] + [1] * (n - 1)))
     t_of = lambda r: np.arange(1, r["L"] - 1)            # t = 0 has no place on a log axis
-    if compared:
-        for color, r in compared:
-            axes[1].plot(t_of(r), r["vs_reference"]["diff_smoothed"][1:], lw=0.8, alpha=0.7, color=color)
-            bucket_errorbars(axes[1], r, "diff", color, f"{r['label']} (bucket means ± SE)")
-        axes[1].set(ylabel="minus the reference (nats/token)", title="Full-context loss minus the reference's "
-                    f"on the same tokens (< 0: better)\nreference: {compared[0][1]['vs_reference']['reference']}")
-    excess, ppl = axes[0], axes[-1]
+    ppl, excess = axes[0], axes[1]
     for i, r in enumerate(results):
+        ppl.plot(t_of(r), r["ppl_smoothed"][1:], color=f"C{i}", lw=1.2, label=r["label"])
+        bucket_errorbars(ppl, r, "full", f"C{i}", None, as_ppl=True)
         excess.plot(t_of(r), r["excess_smoothed"][1:], lw=0.8, alpha=0.7, color=f"C{i}")
         bucket_errorbars(excess, r, "excess", f"C{i}", f"{r['label']} (bucket means ± SE)")
-        ppl.plot(t_of(r), r["ppl_smoothed"][1:], label=r["label"], color=f"C{i}")
+    # the y range of the curves from T_train/2 on: the first few positions (no context yet) run off the top
+    tail = np.concatenate([r["ppl_smoothed"][r["T_train"] // 2:] for r in results])
+    ppl.set_ylim(0.97 * tail.min(), 1.03 * tail.max())
+    ppl.set(ylabel="perplexity (e^loss per token)",
+            title="Position-wise perplexity (Def. 3.1, fig. 1): beyond the training context T_train\n"
+                  "a model that fails climbs again; one that length-generalizes stays flat")
     excess.set(ylabel="full - truncated (nats/token)", title="Excess loss of the full context over a context "
                "of T_train/2 to T_train tokens\n(> 0: the long context hurts, the model fails)")
-    ppl.set(xscale="log", xlabel="position t", ylabel=f"perplexity (moving average of max({width}, t/16) positions)",
-            title="Position-wise perplexity (Def. 3.1)")
+    if compared:
+        for color, r in compared:
+            axes[2].plot(t_of(r), r["vs_reference"]["diff_smoothed"][1:], lw=0.8, alpha=0.7, color=color)
+            bucket_errorbars(axes[2], r, "diff", color, f"{r['label']} (bucket means ± SE)")
+        axes[2].set(ylabel="minus the reference (nats/token)", title="Full-context loss minus the reference's "
+                    f"on the same tokens (< 0: better)\nreference: {compared[0][1]['vs_reference']['reference']}")
+    axes[-1].set(xscale="log", xlabel=f"position t (curves: moving averages of max({width}, t/16) positions)")
     for ax in axes:
         vlines(ax, results)
         if ax is not ppl:

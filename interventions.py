@@ -28,12 +28,18 @@ that conv history under each sampler:
     zero, random_noise, fitted_noise: zero. The paper's noise models the SSM state h of eq. 4; the
         conv history is three tokens of local input, and "no previous token" is what the start of
         every document looks like.
-    state_passing, tbtt: passed along with S. Both are the final state of a real sequence, and for
-        TBTT this makes the next chunk exactly the continuation of one long sequence (only the
-        gradient is cut at the chunk boundary).
+    state_passing, tbtt: zero by default, as in the paper: eq. 4 and fig. 14 hand on the SSM state
+        h alone. With pass_conv=True (train.py --pass_conv=True) it is passed along with S; for TBTT
+        the next chunk is then exactly the continuation of one long sequence (only the gradient is
+        cut at the chunk boundary), where by default its first d_conv - 1 tokens see no earlier input
+        through the conv. At T = 16 those are 3 of the 16 training positions, so the choice matters.
+Every other entry of a layer's state that is not "S" is such a short local history (the conv's last
+inputs; RWKV's token shift) and is treated the same way.
 """
 import torch
 import torch.distributed as dist
+
+INTERVENTIONS = ("zero", "random_noise", "fitted_noise", "state_passing", "tbtt")
 
 
 def _detach(states):
@@ -120,7 +126,7 @@ class FittedNoise(Sampler):
         else:
             b = self.beta
             self.mu = [(1 - b) * m + b * mu for m, mu in zip(mean, self.mu)]
-            self.var = [(1 - b) * v + b * var for v, var in zip(var, self.var)]
+            self.var = [(1 - b) * v + b * old for v, old in zip(var, self.var)]
 
     def initial_states(self, reset=None):
         if self.mu is None:
@@ -153,14 +159,16 @@ def _all_processes(mean, var):
 class PassedStates(Sampler):
     """What state passing and TBTT share: they keep the last batch's final states, detached, to start
     the next batch from (and save them with the checkpoint). Under DDP each process keeps those of its
-    own rows, which are its rows again at the next step."""
+    own rows, which are its rows again at the next step. pass_conv: keep the local histories (every
+    entry but "S") too; False zeroes them, the paper's choice."""
 
-    def __init__(self, template, generator):
+    def __init__(self, template, generator, pass_conv=False):
         super().__init__(template, generator)
-        self.final = None
+        self.final, self.pass_conv = None, pass_conv
 
     def observe(self, final_states):
-        self.final = _detach(final_states)
+        self.final = [{name: s if self.pass_conv or name == "S" else torch.zeros_like(s)
+                       for name, s in layer.items()} for layer in _detach(final_states)]
 
     def state_dict(self):
         return super().state_dict() | {"final": self.final}
@@ -175,8 +183,8 @@ class StatePassing(PassedStates):
     the state after an unrelated sequence, a sample of the attainable states. Each row is zeroed with
     probability p_zero so that the model still sees sequences with no prior context."""
 
-    def __init__(self, template, generator, p_zero=0.1):
-        super().__init__(template, generator)
+    def __init__(self, template, generator, p_zero=0.1, pass_conv=False):
+        super().__init__(template, generator, pass_conv)
         self.p_zero = p_zero
 
     def initial_states(self, reset=None):
@@ -201,8 +209,8 @@ class TBTT(PassedStates):
         return self._keep_rows(self.final, ~reset.to(self.final[0]["S"].device))
 
 
-def make_sampler(name, template, generator, sigma=0.1, p_zero=0.1, beta=0.1):
-    """The sampler called `name`, with its parameter (the others are ignored)."""
+def make_sampler(name, template, generator, sigma=0.1, p_zero=0.1, beta=0.1, pass_conv=False):
+    """The sampler called `name`, with its parameters (the others are ignored)."""
     if name == "zero":
         return Zero(template, generator)
     if name == "random_noise":
@@ -210,8 +218,7 @@ def make_sampler(name, template, generator, sigma=0.1, p_zero=0.1, beta=0.1):
     if name == "fitted_noise":
         return FittedNoise(template, generator, beta)
     if name == "state_passing":
-        return StatePassing(template, generator, p_zero)
+        return StatePassing(template, generator, p_zero, pass_conv)
     if name == "tbtt":
-        return TBTT(template, generator)
-    raise ValueError(f"unknown intervention {name!r}: expected one of zero, random_noise, "
-                     f"fitted_noise, state_passing, tbtt")
+        return TBTT(template, generator, pass_conv)
+    raise ValueError(f"unknown intervention {name!r}: expected one of {', '.join(INTERVENTIONS)}")

@@ -28,7 +28,7 @@ import data
 import rundir
 import tasks
 from configurator import configure
-from interventions import make_sampler
+from interventions import INTERVENTIONS, make_sampler
 from model import LM, ModelConfig
 
 if int(os.environ.get("RANK", 0)) > 0:   # under torchrun only rank 0 prints (errors reach stderr from all)
@@ -67,6 +67,8 @@ scan_backend = "auto"          # "auto" (Triton on CUDA, chunked PyTorch otherwi
 intervention = "state_passing" # "zero", "random_noise", "fitted_noise", "state_passing", "tbtt"
 noise_std = 0.1                # random_noise's sigma
 p_zero = 0.1                   # state_passing: the probability that a row starts from zero
+pass_conv = False              # state_passing, tbtt: also pass the conv's last inputs; False passes the
+                               # SSM state S alone, as the paper does (eq. 4, fig. 14)
 fitted_beta = 0.1              # fitted_noise: the moving averages' beta (eqs. 5-6)
 # optimiser: AdamW, warmup then cosine decay to min_lr, or constant
 learning_rate = 1e-3           # the peak
@@ -102,8 +104,10 @@ rules = [
     ("log_interval", log_interval >= 1, "at least 1"),
     ("final_eval_seqs", final_eval_seqs >= 0, "0 (none) or more"),
     ("task", task in ("", "babi") + tasks.TASKS, f"'' (the corpus), babi, or one of {', '.join(tasks.TASKS)}"),
-    ("intervention", intervention in ("zero", "random_noise", "fitted_noise", "state_passing", "tbtt"),
-     "one of zero, random_noise, fitted_noise, state_passing, tbtt"),
+    ("intervention", intervention in INTERVENTIONS, f"one of {', '.join(INTERVENTIONS)}"),
+    ("intervention", not (task and intervention == "tbtt"), "other than tbtt with a task: a task's samples are "
+     "unrelated, so passing one's final state to the next is State Passing (--intervention=state_passing "
+     "--p_zero=0), not TBTT's continuation of one sequence"),
     ("noise_std", noise_std >= 0, "0 or more"),
     ("p_zero", 0 <= p_zero <= 1, "a probability"),
     ("fitted_beta", 0 <= fitted_beta < 1, "in [0, 1)"),
@@ -159,8 +163,9 @@ if init_from == "resume":
     # only what changes the training's numbers must stay; where and how long it runs may change
     free = ("out_dir", "init_from", "overwrite", "max_iters", "eval_interval", "eval_iters", "log_interval",
             "final_eval_seqs", "data_dir", "device", "scan_backend", "threads")
-    changed = [f"--{k}={ckpt['config'].get(k)!r} (not {v!r})" for k, v in config.items()
-               if k not in free and ckpt["config"].get(k) != v]
+    before = {"pass_conv": True} | ckpt["config"]    # what runs saved before a setting existed did
+    changed = [f"--{k}={before.get(k)!r} (not {v!r})" for k, v in config.items()
+               if k not in free and before.get(k) != v]
     if changed:
         raise ValueError(f"resuming {out_dir} with settings that change its training: pass {' '.join(changed)}, "
                          f"or start a new run in another out_dir")
@@ -189,9 +194,9 @@ def get_batch():
     """This process's rows of the step's batch: x, y (micro_steps * B, T) and reset (micro_steps * B,) bool,
     True where a row starts afresh (always, outside TBTT). However the step is split among processes and
     micro-batches, it trains on the same B_step sequences."""
-    if task:  # sec. 5's tasks, loss on the answers only; TBTT continues each row from its previous sample
+    if task:  # sec. 5's tasks, loss on the answers only
         x, y = tasks.get_batch(task, "train", B_step, block_size, data_gen, dataset)
-        reset = torch.full((B_step,), intervention != "tbtt")
+        reset = torch.ones(B_step, dtype=torch.bool)
     elif stream is not None:
         x, y, reset = stream.next()
     else:
@@ -218,7 +223,8 @@ optimizer = torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2], "
 # the intervention: it picks the initial states of this process's rows and sees their final states
 sampler_gen = torch.Generator(device).manual_seed(seed + 1 + rank)
 template = raw_model.zero_states(micro_steps * batch_size, device)
-sampler = make_sampler(intervention, template, sampler_gen, sigma=noise_std, p_zero=p_zero, beta=fitted_beta)
+sampler = make_sampler(intervention, template, sampler_gen, sigma=noise_std, p_zero=p_zero, beta=fitted_beta,
+                       pass_conv=pass_conv)
 if master:
     state_bytes = sum(s.numel() * s.element_size() for layer in template for s in layer.values()) * world
     rundir.check_space(out_dir, 3 * sum(p.numel() * p.element_size() for p in params) + state_bytes)

@@ -237,20 +237,25 @@ def test_stream_sampler_wraps_and_resumes(corpus, tmp_path):
         data.StreamSampler(d, B, seg, torch.Generator())
 
 
-def test_eval_sequences(stdlib):
+def test_eval_sequences_are_windows_of_the_held_out_stream(stdlib):
     seqs, doc_ids = data.eval_sequences(stdlib, 64, 2048, seed=0)
     assert seqs.shape == (64, 2048) and seqs.dtype == doc_ids.dtype == torch.int64
+    # the held-out stream rebuilt from the files themselves: their bytes back to back, in meta's order
     root = Path(sysconfig.get_paths()["stdlib"])
-    names = stdlib.meta["val"]["names"]
+    files = [(root / name).read_bytes() for name in stdlib.meta["val"]["names"]]
+    stream, ends = b"".join(files), np.cumsum([len(f) for f in files])
+    crossing = 0
     for seq, k in zip(seqs, doc_ids.tolist()):
-        assert bytes(seq.tolist()) in (root / names[k]).read_bytes()  # inside the reported document
-    n_long = sum((root / n).stat().st_size >= 2048 for n in names)
-    assert len(set(doc_ids.tolist())) == min(64, n_long)  # round robin over every long document
+        window = bytes(seq.tolist())
+        start = ends[k - 1] if k else 0
+        offset = stream.find(window, start)                      # a window of the stream ...
+        assert start <= offset < ends[k]                          # ... that starts in document k
+        crossing += offset + 2048 > ends[k]
+    assert crossing > 0         # windows cross document boundaries, as the training windows do
     again, again_ids = data.eval_sequences(stdlib, 64, 2048, seed=0)
     assert torch.equal(seqs, again) and torch.equal(doc_ids, again_ids)
-    longest = max((root / n).stat().st_size for n in names)
-    with pytest.raises(ValueError, match=f"longest has {longest}"):
-        data.eval_sequences(stdlib, 4, longest + 1)
+    with pytest.raises(ValueError, match="fewer than"):
+        data.eval_sequences(stdlib, 4, len(stream) + 1)
 
 
 def test_bytes_tokenizer():

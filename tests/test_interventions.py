@@ -64,8 +64,9 @@ def test_fitted_noise_moving_averages():
     assert torch.equal(s.initial_states()[0]["conv"], torch.zeros(B, CONV, 3))
 
 
-def test_state_passing_passes_detached_states_and_zeros_a_tenth():
-    s = sampler("state_passing", p_zero=0.1)
+@pytest.mark.parametrize("pass_conv", [False, True])
+def test_state_passing_passes_detached_states_and_zeros_a_tenth(pass_conv):
+    s = sampler("state_passing", p_zero=0.1, pass_conv=pass_conv)
     assert s.initial_states() is None                             # the first batch starts from zero
     f = final_states(1)
     s.observe(f)
@@ -75,14 +76,18 @@ def test_state_passing_passes_detached_states_and_zeros_a_tenth():
     zeroed = (S.flatten(1) == 0).all(1)
     kept = ~zeroed
     assert torch.equal(S[kept], f[0]["S"].detach()[kept])          # the previous batch's final state
-    assert torch.equal(conv[kept], f[0]["conv"][kept])             # with its conv history
+    if pass_conv:
+        assert torch.equal(conv[kept], f[0]["conv"][kept])         # with its conv history
+    else:                                                          # the paper's eq. 4: S alone
+        assert (conv == 0).all() and (states[1]["conv"] == 0).all() and (S[kept] != 0).any()
     assert (conv[zeroed] == 0).all() and (states[1]["S"][zeroed] == 0).all()   # a row is zeroed whole
     rate = torch.stack([(s.initial_states()[0]["S"].flatten(1) == 0).all(1) for _ in range(20)]).float().mean()
     assert abs(rate.item() - 0.1) < 0.015                         # 8,000 rows: SE 0.0034
 
 
-def test_tbtt_continues_the_streams():
-    s = sampler("tbtt")
+@pytest.mark.parametrize("pass_conv", [False, True])
+def test_tbtt_continues_the_streams(pass_conv):
+    s = sampler("tbtt", pass_conv=pass_conv)
     assert s.initial_states(torch.ones(B, dtype=torch.bool)) is None
     f = final_states(1)
     s.observe(f)
@@ -90,9 +95,11 @@ def test_tbtt_continues_the_streams():
     reset[::7] = True
     states = s.initial_states(reset)
     for l in range(2):
-        for name in ("S", "conv"):
+        for name in ("S", "conv") if pass_conv else ("S",):
             assert torch.equal(states[l][name][~reset], f[l][name].detach()[~reset])
             assert (states[l][name][reset] == 0).all()
+        if not pass_conv:
+            assert (states[l]["conv"] == 0).all()
     assert not states[0]["S"].requires_grad
 
 

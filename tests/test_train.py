@@ -127,3 +127,9 @@ def test_a_weights_only_checkpoint_is_post_trained_not_resumed(corpus, tmp_path,
         run_train(tiny(corpus, tmp_path / "run", init_from="resume"), capsys)
     out = run_train(tiny(corpus, tmp_path / "post", init_from=tmp_path / "run", max_iters=2), capsys)
     assert "steps 0 -> 2" in out
+
+
+def test_tbtt_on_a_task_is_refused_and_named_for_what_it_would_be(corpus, tmp_path, capsys):
+    # a task's samples are unrelated: handing one's final state to the next is State Passing, not TBTT
+    with pytest.raises(ValueError, match="--intervention=state_passing --p_zero=0"):
+        run_train(tiny(corpus, tmp_path / "run", task="copy", intervention="tbtt"), capsys)
