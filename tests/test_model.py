@@ -142,7 +142,7 @@ def _drop(sd, *keys):
     ("unexpected_keys", ValueError, ["unexpected keys", "backbone.layers.2.norm.weight"]),
     ("shape", ValueError, ["backbone.layers.0.mixer.A_log", "(5,)", "(4,)"]),
     ("ssm_cfg_key", ValueError, ["unknown keys", "ssm_cfg.d_stat"]),
-    ("mamba1", ValueError, ["only Mamba2"]),
+    ("layer", ValueError, ["ssm_cfg.layer is 'Mamba3'", "expected Mamba1 or Mamba2"]),
     ("d_ssm", ValueError, ["d_ssm"]),
 ])
 def test_from_pretrained_errors(tmp_path, corrupt, error, messages):
@@ -157,8 +157,8 @@ def test_from_pretrained_errors(tmp_path, corrupt, error, messages):
         sd["backbone.layers.0.mixer.A_log"] = torch.zeros(5)
     elif corrupt == "ssm_cfg_key":
         config["ssm_cfg"]["d_stat"] = 16
-    elif corrupt == "mamba1":
-        del config["ssm_cfg"]["layer"]
+    elif corrupt == "layer":
+        config["ssm_cfg"]["layer"] = "Mamba3"
     elif corrupt == "d_ssm":
         config["ssm_cfg"]["d_ssm"] = 32
     if corrupt != "missing_dir":
