@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import LM, ModelConfig
+from model import ARCHS, LM, ModelConfig
 
 # A tiny Mamba-2 in mamba_ssm's config.json format. ngroups = 2, so two heads share each B and C.
 OFFICIAL_CONFIG = {
@@ -264,7 +264,7 @@ def test_zero_states_layout(arch):
     assert all(s["S"].dtype == torch.float32 for s in states_b)
 
 
-@pytest.mark.parametrize("arch", ["mamba2", "gla"])
+@pytest.mark.parametrize("arch", ARCHS)
 def test_scan_backends_agree(arch):
     torch.manual_seed(0)
     model = LM(tiny(arch))
@@ -276,7 +276,7 @@ def test_scan_backends_agree(arch):
     torch.testing.assert_close(chunked, ref, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("arch", ["mamba2", "gla"])
+@pytest.mark.parametrize("arch", ARCHS)
 def test_generate_is_greedy_argmax_of_full_forwards(arch):
     torch.manual_seed(0)
     model = LM(tiny(arch))
@@ -295,7 +295,7 @@ def test_generate_is_greedy_argmax_of_full_forwards(arch):
 # ------------------------------------------------------------------------------------------------------
 # Training
 
-@pytest.mark.parametrize("arch", ["mamba2", "gla"])
+@pytest.mark.parametrize("arch", ARCHS)
 def test_loss_is_finite_and_falls(arch):
     torch.manual_seed(0)
     model = LM(tiny(arch))
