@@ -1,5 +1,5 @@
 """
-Trains a Mamba-2 or GLA language model with one of the paper's initial-state interventions (sec. 4):
+Trains a Mamba-1, Mamba-2, GLA or RWKV-6 language model with one of the paper's initial-state interventions (sec. 4):
 from scratch, as a post-training of an earlier run or of an official checkpoint, or resuming a run.
 
     python train.py                                    # post-trains the shipped baseline with State Passing
@@ -54,12 +54,12 @@ block_size = 16                # T, the training context (the shipped baseline's
 gradient_accumulation_steps = 1  # micro-batches per step, over all processes (nanoGPT's meaning)
 task = ""                      # "": the corpus; "copy", "passkey", "babi" (qa1-qa3), "qa1"...: tasks.py's samples
 # model, for init_from = "scratch" (ModelConfig's other fields keep mamba_ssm's / fla's defaults)
-arch = "mamba2"                # "mamba2" or "gla"
+arch = "mamba2"                # "mamba1", "mamba2", "gla" or "rwkv6" (model.py, mixers.py)
 n_layer = 2                    # blocks
 d_model = 128                  # the residual stream's width
-d_state = 32                   # Mamba-2
-headdim = 32                   # Mamba-2
-dt_min = 1e-5                  # Mamba-2's initial dt range; mamba_ssm's default is [1e-3, 1e-1], under
+d_state = 32                   # Mamba-1 and -2 (mamba_ssm's Mamba-1 default: 16)
+headdim = 32                   # Mamba-2, and RWKV-6's head size (K = V)
+dt_min = 1e-5                  # Mamba's initial dt range; mamba_ssm's default is [1e-3, 1e-1], under
 dt_max = 1e-3                  # which this small model does not fail (config/pretrain_baseline.py)
 num_heads = 4                  # GLA
 scan_backend = "auto"          # "auto" (Triton on CUDA, chunked PyTorch otherwise), "triton", "chunked", "ref"

@@ -5,6 +5,7 @@ The summary figures and tables of the experiments in this folder, drawn from eva
     python experiments/plot.py sigma RESULTS.json OUT.png           # fig. 12: random noise against sigma
     python experiments/plot.py length RESULTS.json OUT.png          # fig. 3: the failure against training tokens
     python experiments/plot.py sizes RESULTS.json... OUT.png        # fig. 5 across model sizes
+    python experiments/plot.py architectures RESULTS.json... OUT.png  # figs. 1 and 10: four architectures
 
 Each also prints its numbers as a Markdown table. Two measures (evaluate.py), per position bucket:
     excess        full-context loss - truncated-context loss of the same tokens (> 0: the long context hurts)
@@ -136,13 +137,40 @@ def sizes(paths, out):
     fig.savefig(out, dpi=120)
 
 
+def architectures(paths, out):
+    """One panel per architecture (the folder name above eval/): the raw full-context loss of the baseline,
+    the control and State Passing per position bucket; and the table of the rise beyond T."""
+    per_arch = {re.search(r"([^/]+)/eval/results.json$", p).group(1): load(p) for p in paths}
+    last = bucket(next(iter(per_arch.values()))[0], "last")["name"]
+    print(f"| architecture | baseline excess at {last} | control excess | state passing excess | "
+          f"state passing vs control |")
+    print("|---|---|---|---|---|")
+    fig, axes = plt.subplots(1, len(per_arch), figsize=(3.6 * len(per_arch), 3.6), squeeze=False)
+    for ax, (arch, results) in zip(axes[0], per_arch.items()):
+        by = {r["label"]: r for r in results}
+        b = {label: bucket(r, "last") for label, r in by.items()}
+        print(f"| {arch} | {cell(b['baseline'], 'excess')} | {cell(b['control'], 'excess')} | "
+              f"{cell(b['state passing'], 'excess')} | {cell(b['state passing'], 'vs_reference')} |")
+        for label, r in by.items():
+            whole = [x for x in r["buckets"] if x["end"] <= r["L"]]
+            ax.plot([(x["start"] + x["end"]) / 2 for x in whole], [x["full"] for x in whole], marker="o",
+                    ms=3, label=label)
+        ax.axvline(results[0]["T_train"], color="gray", ls=":", lw=0.8)
+        ax.set(xscale="log", xlabel="position (tokens)", title=arch)
+    axes[0][0].set_ylabel("full-context loss (nats/token)")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("Four architectures, each pretrained at T (dotted), then post-trained (figs. 1 and 10)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) < 4 or sys.argv[1] not in ("interventions", "sigma", "length", "sizes"):
+    if len(sys.argv) < 4 or sys.argv[1] not in ("interventions", "sigma", "length", "sizes", "architectures"):
         print(__doc__)
         raise SystemExit(0 if {"-h", "--help"} & set(sys.argv) else 2)
     what, *paths, out = sys.argv[1:]
-    if what == "sizes":
-        sizes(paths, out)
+    if what in ("sizes", "architectures"):
+        {"sizes": sizes, "architectures": architectures}[what](paths, out)
     else:
         {"interventions": interventions, "sigma": sigma, "length": length}[what](load(paths[0]), out)
     print(f"wrote {out}")

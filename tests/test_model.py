@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import LM, ModelConfig
+from model import ARCHS, LM, ModelConfig
 
 # A tiny Mamba-2 in mamba_ssm's config.json format. ngroups = 2, so two heads share each B and C.
 OFFICIAL_CONFIG = {
@@ -142,7 +142,7 @@ def _drop(sd, *keys):
     ("unexpected_keys", ValueError, ["unexpected keys", "backbone.layers.2.norm.weight"]),
     ("shape", ValueError, ["backbone.layers.0.mixer.A_log", "(5,)", "(4,)"]),
     ("ssm_cfg_key", ValueError, ["unknown keys", "ssm_cfg.d_stat"]),
-    ("mamba1", ValueError, ["only Mamba2"]),
+    ("layer", ValueError, ["ssm_cfg.layer is 'Mamba3'", "expected Mamba1 or Mamba2"]),
     ("d_ssm", ValueError, ["d_ssm"]),
 ])
 def test_from_pretrained_errors(tmp_path, corrupt, error, messages):
@@ -157,8 +157,8 @@ def test_from_pretrained_errors(tmp_path, corrupt, error, messages):
         sd["backbone.layers.0.mixer.A_log"] = torch.zeros(5)
     elif corrupt == "ssm_cfg_key":
         config["ssm_cfg"]["d_stat"] = 16
-    elif corrupt == "mamba1":
-        del config["ssm_cfg"]["layer"]
+    elif corrupt == "layer":
+        config["ssm_cfg"]["layer"] = "Mamba3"
     elif corrupt == "d_ssm":
         config["ssm_cfg"]["d_ssm"] = 32
     if corrupt != "missing_dir":
@@ -264,7 +264,7 @@ def test_zero_states_layout(arch):
     assert all(s["S"].dtype == torch.float32 for s in states_b)
 
 
-@pytest.mark.parametrize("arch", ["mamba2", "gla"])
+@pytest.mark.parametrize("arch", ARCHS)
 def test_scan_backends_agree(arch):
     torch.manual_seed(0)
     model = LM(tiny(arch))
@@ -276,7 +276,7 @@ def test_scan_backends_agree(arch):
     torch.testing.assert_close(chunked, ref, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("arch", ["mamba2", "gla"])
+@pytest.mark.parametrize("arch", ARCHS)
 def test_generate_is_greedy_argmax_of_full_forwards(arch):
     torch.manual_seed(0)
     model = LM(tiny(arch))
@@ -295,7 +295,7 @@ def test_generate_is_greedy_argmax_of_full_forwards(arch):
 # ------------------------------------------------------------------------------------------------------
 # Training
 
-@pytest.mark.parametrize("arch", ["mamba2", "gla"])
+@pytest.mark.parametrize("arch", ARCHS)
 def test_loss_is_finite_and_falls(arch):
     torch.manual_seed(0)
     model = LM(tiny(arch))
