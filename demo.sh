@@ -15,7 +15,7 @@ python train.py config/post_control.py --overwrite=True
 python train.py config/post_state_passing.py --overwrite=True
 runs=assets/baseline,out-control,out-state_passing
 names="baseline,control (84 zero-state steps),state passing (84 steps)"
-python evaluate.py --checkpoints=$runs --labels="$names" --seq_len=2048 --n_seqs=256 --reference=out-control \
+python evaluate.py --checkpoints=$runs --labels="$names" --seq_len=2048 --reference=out-control \
   --out_dir=eval-demo
 python effrem.py --checkpoints=$runs --labels="$names" --out_dir=eval-demo
 python effrem.py --checkpoints=$runs --labels="$names" --T=1024 --ts=1,4,16,64,256,1008 --n_seqs=64 \
