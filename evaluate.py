@@ -261,10 +261,10 @@ def smoothed(a, width, grow=0.0, cut=None):
     of the sequence the window is cut short (the last position averages width // 2 + 1 positions). With
     grow > 0, h is at least grow * t: the figures use grow = 1/32 (windows of ~t/16), since on a log axis a
     fixed window looks ever noisier to the right, where each pixel spans more positions. With cut = T_train
-    no window crosses T_train: the curve inside the training context and the curve beyond it are averaged
-    apart, so the early positions' high losses never leak past T_train."""
-    if cut is not None and 0 < cut < len(a):
-        return np.concatenate([smoothed(a[:cut], width, grow), smoothed(a[cut:], width, grow)])
+    no window crosses T_train: the curve inside the training context (windows of at most T_train / 4) and
+    the curve beyond it are averaged apart, so the early positions' high losses never leak past T_train."""
+    if cut is not None and 0 < cut < len(a):   # inside, windows of at most cut / 4: the curve still falls there
+        return np.concatenate([smoothed(a[:cut], min(width, cut // 4), grow), smoothed(a[cut:], width, grow)])
     t = np.arange(len(a))
     h = np.minimum(np.maximum(width // 2, (grow * t).astype(int)), t)
     lo, hi = t - h, np.minimum(t + h, len(a) - 1)

@@ -7,7 +7,8 @@ The summary figures and tables of the experiments in this folder, drawn from eva
     python experiments/plot.py sizes RESULTS.json... OUT.png        # fig. 5 across model sizes
     python experiments/plot.py architectures RESULTS.json... OUT.png  # figs. 1 and 10: four architectures
 
-Each also prints its numbers as a Markdown table. Two measures (evaluate.py), per position bucket:
+Each also prints its numbers as a Markdown table. Three measures (evaluate.py), per position bucket:
+    rise          full-context loss - its mean over [T, 4T) in the same sequence (> 0: the raw curve climbs)
     excess        full-context loss - truncated-context loss of the same tokens (> 0: the long context hurts)
     vs reference  full-context loss - the reference run's (the control) on the same tokens (< 0: better)
 """
@@ -45,12 +46,12 @@ def cell(b, key):
 def interventions(results, out):
     """Bars of both measures at the longest bucket, one bar per post-trained model."""
     last = bucket(results[0], "last")["name"]
-    print(f"| run | excess at [16T, 32T) | excess at {last} | vs control at {last} | loss at [T/2, T) |")
+    print(f"| run | rise at {last} over [T, 4T) | excess at {last} | vs control at {last} | loss at [T/2, T) |")
     print("|---|---|---|---|---|")
     for r in results:
-        b16, bl, bin_ = bucket(r, "[16T, 32T)"), bucket(r, "last"), bucket(r, "[T/2, T)")
+        bl, bin_ = bucket(r, "last"), bucket(r, "[T/2, T)")
         vs = cell(bl, "vs_reference") if "vs_reference" in bl else ""
-        print(f"| {r['label']} | {cell(b16, 'excess')} | {cell(bl, 'excess')} | {vs} | {bin_['full']:.4f} |")
+        print(f"| {r['label']} | {cell(bl, 'rise')} | {cell(bl, 'excess')} | {vs} | {bin_['full']:.4f} |")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, key, title in ((axes[0], "excess", "does the context beyond T hurt? (full - truncated)"),
                            (axes[1], "vs_reference", "better than the control? (full - control's full)")):
