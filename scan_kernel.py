@@ -22,7 +22,7 @@ Glossary (paper symbol -> name here), with the shapes every function takes:
 The three functions share one signature, (q, k, v, g, h0=None, ...) -> (o, h):
     scan_ref      the definition: a loop over t. Slow; the reference the others are tested against.
     scan_chunked  the chunked algorithm in PyTorch: matrix products inside chunks of C tokens, the
-                  state carried from chunk to chunk. Differentiable by PyTorch's autograd.
+                  state carried from chunk to chunk, with a hand-written backward.
     scan          the same algorithm as Triton kernels (scan_triton.py, the numbered steps
                   of scan_chunked) with a hand-written backward: the fast path. On CUDA; on the CPU
                   only under TRITON_INTERPRET=1 (set before importing this file).
@@ -156,11 +156,10 @@ def _decay(G_t, R_t, G_s, R_s):
     return (G_t - G_s).masked_fill(R_t != R_s, -math.inf).exp()
 
 
-# The sequence is computed in segments of whole chunks, carrying the state from one to the next, so that
-# every temporary holds at most about this many numbers (64 MB in float32): the cost per token is then
-# the same at every T (each segment does the same work), where one pass over the whole sequence made
-# temporaries of hundreds of MB that the allocator hands back to the OS and page-faults in again.
-_SEGMENT_NUMBERS = 1 << 24
+# The sequence is computed in segments of whole chunks, carrying the state from one to the next, so
+# that no temporary holds more than about this many numbers (32 MB in float32) and every segment does
+# the same work: the cost per token is the same at every T (bench.py's per-token table measures it).
+_SEGMENT_NUMBERS = 1 << 21
 
 
 class _Chunked(torch.autograd.Function):
@@ -209,7 +208,8 @@ class _Chunked(torch.autograd.Function):
             q_, k_, v_, g_, do_ = (_chunks(x, t0, t1, C, acc) for x in (q, k, v, g, do))
             d, n = _decays(q_, k_, g_), q_.shape[2]
             S_n = S_all[:, :, n0:n0 + n]
-            S_next = torch.cat([S_all[:, :, n0 + 1:n0 + n], (S_all[:, :, n0 + n] if n0 + n < N else h)[:, :, None]], 2)
+            after = S_all[:, :, n0 + n] if n0 + n < N else h           # the state leaving the segment
+            S_next = torch.cat([S_all[:, :, n0 + 1:n0 + n], after[:, :, None]], 2)   # leaving each chunk
             qd, kd = q_ * d["in"], k_ * d["out"]
             W = qd.transpose(-1, -2) @ do_                             # 4'. what chunk n's outputs add
             D_n = torch.empty_like(S_n)                                # D_n: dL/dS leaving chunk n
