@@ -67,7 +67,7 @@ data_dir = ""           # "": the first checkpoint's, else "data"
 seed = 0                # which held-out sequences
 device = "cuda" if torch.cuda.is_available() else "cpu"
 dtype = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
-threads = 0             # CPU threads for torch; 0 = torch's default (1 where other jobs share the cores)
+threads = 0             # CPU threads for torch; 0 = as many as the cores other jobs leave free
 # evaluate.py's own
 seq_len = 0             # L, tokens per sequence; 0: 32 * T_train of the first checkpoint
 n_seqs = 256            # held-out windows (the README's tables use 256: the rise's SE is then ~0.02)

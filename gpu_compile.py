@@ -20,7 +20,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from scan_triton import BC, _dg_kernel, _dqk_intra_kernel, _dqk_kernel, _output_kernel, _scores_kernel, _states_kernel
+from scan_triton import launches as launches_of
 
 
 def config(dtype, capability, K, V):
@@ -58,43 +58,28 @@ def config(dtype, capability, K, V):
 
 def launches(dtype, per_channel, capability, K, V):
     """Every kernel `scan` launches (forward and backward) for `dtype` inputs on a card of this
-    compute capability, for heads of K x V: ([(name, kernel, signature, constexprs, options)], config),
-    options = dict(num_warps, num_stages).
-    The compiled code depends on K and V only through the tiles; T, H, K, V are run-time integers."""
+    compute capability, for heads of K x V, from scan_triton.launches (the table `scan` launches
+    from), with chunks of 64: ([(name, kernel, signature, constexprs, options)], config), options =
+    dict(num_warps, num_stages). The compiled code depends on K and V only through the tiles; T, H,
+    K, V are run-time integers."""
     cfg = config(dtype, capability, K, V)
     io = {torch.float32: "*fp32", torch.bfloat16: "*bf16", torch.float16: "*fp16"}[dtype]
-    f32, BK, BV, C, warps = "*fp32", cfg["BK"], cfg["BV"], 64, cfg["num_warps"]   # S_n, D_n, A, dA: io
-    tiles = dict(C=C, BK=BK, BV=BV, PREC=cfg["PREC"])
-    kg = {} if per_channel else {"Kg": 1}                 # the JIT specialises an integer 1 as a constant
+    f32, dq = "*fp32", "*fp32" if per_channel else io     # per key channel _dqk_intra_kernel finishes dq, dk
     scores = dict(q=io, k=io, G=f32, A=io, qd=io, kd=io)
-    found = []
-    if per_channel:   # one decay per head: the forward's scores are made inside _output_kernel
-        found.append(("scores (q, k -> A)", _scores_kernel, scores,
-                      dict(C=C, SUB=BC, BK=cfg["BK_sub"], PER_CHANNEL=True, PREC=cfg["PREC"]), cfg["warps_scores"]))
-    for reverse in (False, True):
-        found.append((f"states ({'q, do -> D_n, backward' if reverse else 'k, v -> S_n, forward'})", _states_kernel,
-                      dict(x=io, y=io, G=f32, S=io, init=f32, final=f32),
-                      dict(tiles, BV=cfg["BV_wide"] if per_channel else BV, HAS_INIT=True, REVERSE=reverse,
-                           PER_CHANNEL=per_channel), warps))
-    for backward in (False, True):
-        found.append((f"output ({'dv' if backward else 'o'})", _output_kernel,
-                      dict(A=io, q=io, k=io, y=io, G=f32, S=io, out=io),
-                      dict(tiles, BV=cfg["BV_wide"], BACKWARD=backward, PER_CHANNEL=per_channel), warps))
-    found.append(("scores (do, v -> dA)", _scores_kernel, scores,
-                  dict(C=C, SUB=C, BK=BK, PER_CHANNEL=False, PREC=cfg["PREC"]), warps))
-    dq = f32 if per_channel else io                       # per key channel _dqk_intra_kernel finishes dq, dk
-    found.append(("dqk", _dqk_kernel, dict(q=io, k=io, v=io, do=io, G=f32, S=io, D=io, dA=io, dq=dq, dk=dq, dG=f32),
-                  dict(tiles, PER_CHANNEL=per_channel), warps))
-    if per_channel:
-        found.append(("dqk_intra", _dqk_intra_kernel, dict(q=io, k=io, G=f32, dA=io, dq_states=f32, dk_states=f32,
-                                                           dq=io, dk=io, dG=f32),
-                      dict(C=C, SUB=BC, BK=cfg["BK_sub"], PREC=cfg["PREC"]), cfg["warps_intra"]))
-    found.append(("dg", _dg_kernel, dict(dG=f32, dg=io), dict(C=C, BK=16, SHARES=0 if per_channel else K // BK), warps))
+    pointers = {   # each launch's pointer arguments: S_n, D_n, A and dA in the input dtype
+        "scores: A": scores, "scores: dA": scores,
+        "states: S_n": dict(x=io, y=io, G=f32, S=io, init=f32, final=f32),
+        "output: o": dict(A=io, q=io, k=io, y=io, G=f32, S=io, out=io),
+        "dqk": dict(q=io, k=io, v=io, do=io, G=f32, S=io, D=io, dA=io, dq=dq, dk=dq, dG=f32),
+        "dqk_intra": dict(q=io, k=io, G=f32, dA=io, dq_states=f32, dk_states=f32, dq=io, dk=io, dG=f32),
+        "dg": dict(dG=f32, dg=io)}
+    pointers["states: D_n"], pointers["output: dv"] = pointers["states: S_n"], pointers["output: o"]
+    kg = {} if per_channel else {"Kg": 1}                 # the JIT specialises an integer 1 as a constant
     out = []
-    for name, kernel, pointers, constexprs, num_warps in found:
+    for name, (kernel, constexprs, options) in launches_of(cfg, 64, K, per_channel).items():
         constexprs = constexprs | {n: v for n, v in kg.items() if n in kernel.arg_names}
-        signature = {a: pointers.get(a, "constexpr" if a in constexprs else "i32") for a in kernel.arg_names}
-        out.append((name, kernel, signature, constexprs, dict(num_warps=num_warps, num_stages=cfg["num_stages"])))
+        signature = {a: pointers[name].get(a, "constexpr" if a in constexprs else "i32") for a in kernel.arg_names}
+        out.append((name, kernel, signature, constexprs, options))
     return out, cfg
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 import data
+from configurator import set_threads
 from model import LM, checkpoint_files, is_hub_id
 
 OFFICIAL_T_TRAIN = 2048   # the official Mamba-2 checkpoints' training context (paper sec. B.1)
@@ -173,8 +174,7 @@ def setup(seed, threads, device, dtype):
     """Seeds torch, sets the CPU threads and returns the autocast context (bf16/fp16 on CUDA, none on the
     CPU); evaluate.py and effrem.py start the same way."""
     torch.manual_seed(seed)
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     if "cuda" not in device or dtype == "float32":
         return nullcontext()
     return torch.autocast("cuda", dtype=getattr(torch, dtype))

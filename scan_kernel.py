@@ -22,7 +22,7 @@ Glossary (paper symbol -> name here), with the shapes every function takes:
 The three functions share one signature, (q, k, v, g, h0=None, ...) -> (o, h):
     scan_ref      the definition: a loop over t. Slow; the reference the others are tested against.
     scan_chunked  the chunked algorithm in PyTorch: matrix products inside chunks of C tokens, the
-                  state carried from chunk to chunk. Differentiable by PyTorch's autograd.
+                  state carried from chunk to chunk, with a hand-written backward.
     scan          the same algorithm as Triton kernels (scan_triton.py, the numbered steps
                   of scan_chunked) with a hand-written backward: the fast path. On CUDA; on the CPU
                   only under TRITON_INTERPRET=1 (set before importing this file).
@@ -129,9 +129,160 @@ def _scores_by_halving(q, k, G, R):
     return A
 
 
+def _scores_by_halving_grad(q, k, G, R, dA):
+    """The gradients dq, dk (..., C, K) of A = _scores_by_halving(q, k, G, R), given dA (..., C, C):
+    the same blocks, each product q_2 k_1^T of the forward read backwards (its gradient in G is
+    q dq - k dk, made by the caller)."""
+    C, K = q.shape[-2:]
+    diag = dA.diagonal(dim1=-2, dim2=-1)[..., None]                    # s = t
+    dq, dk = diag * k, diag * q
+    h = C // 2
+    while h >= 1:
+        blocks = (*q.shape[:-2], C // (2 * h), 2, h, K)
+        qb, kb, Gb, Rb = q.view(blocks), k.view(blocks), G.view(blocks), R.view(blocks)
+        G_m, R_m = Gb[..., 0, -1:, :], Rb[..., 0, -1:, :]
+        to_m = _decay(Gb[..., 1, :, :], Rb[..., 1, :, :], G_m, R_m)    # second half, back to m
+        from_m = _decay(G_m, R_m, Gb[..., 0, :, :], Rb[..., 0, :, :])  # first half, forward to m
+        dA_blocks = dA.view(*dA.shape[:-2], C // (2 * h), 2 * h, C // (2 * h), 2 * h)
+        dA_q = dA_blocks.diagonal(dim1=-4, dim2=-2)[..., h:, :h, :].movedim(-1, -3)   # (..., block, h, h)
+        dq.view(blocks)[..., 1, :, :] += to_m * (dA_q @ (from_m * kb[..., 0, :, :]))
+        dk.view(blocks)[..., 0, :, :] += from_m * (dA_q.transpose(-1, -2) @ (to_m * qb[..., 1, :, :]))
+        h //= 2
+    return dq, dk
+
+
 def _decay(G_t, R_t, G_s, R_s):
     """exp(G_t - G_s), the decay from s to t, or 0 where a full reset lies between (R_t != R_s)."""
     return (G_t - G_s).masked_fill(R_t != R_s, -math.inf).exp()
+
+
+# The sequence is computed in segments of whole chunks, carrying the state from one to the next, so
+# that no temporary holds more than about this many numbers (32 MB in float32) and every segment does
+# the same work: the cost per token is the same at every T (bench.py's per-token table measures it).
+_SEGMENT_NUMBERS = 1 << 21
+
+
+class _Chunked(torch.autograd.Function):
+    """scan_chunked's six steps, segment by segment, with a hand-written backward that mirrors the
+    Triton path's (scan_triton.Scan): only the inputs and the states S_n entering each chunk are kept
+    (one (K, V) state per chunk), everything else is made again in the backward. (Through autograd,
+    the loop of step 5 cost O(N^2): each S_{n+1} = a_n S_n + U_n read U_n as a slice, whose backward
+    writes a zero tensor the size of all N increments; and autograd kept some ten tensors per token.)
+    apply(q, k, v, g, h0, C) -> (o, h)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, g, h0, C):
+        (B, T, H, K), V, acc = q.shape, v.shape[-1], _acc_dtype(q)
+        N = -(-T // C)
+        per_chunk = B * H * max(C * max(K, V, C), K * V)
+        step = max(1, _SEGMENT_NUMBERS // per_chunk)                   # chunks per segment
+        o = torch.empty(B, T, H, V, dtype=v.dtype, device=v.device)
+        S_all = torch.empty(B, H, N, K, V, dtype=acc, device=q.device) # S_n: the state entering chunk n
+        S = torch.zeros(B, H, K, V, dtype=acc, device=q.device) if h0 is None else h0.to(acc)
+        for n0 in range(0, N, step):
+            t0, t1 = n0 * C, min(T, (n0 + step) * C)
+            q_, k_, v_, g_ = (_chunks(x, t0, t1, C, acc) for x in (q, k, v, g))
+            d = _decays(q_, k_, g_)
+            kd = k_ * d["out"]
+            U = kd.transpose(-1, -2) @ v_                              # 4. what each chunk adds
+            for j, (a_j, U_j) in enumerate(zip(d["a"].unbind(2), U.unbind(2))):   # 5. the carry
+                S_all[:, :, n0 + j] = S
+                S = a_j * S + U_j
+            S_n = S_all[:, :, n0:n0 + U.shape[2]]
+            o_ = d["A"] @ v_ + (q_ * d["in"]) @ S_n                   # 6. read the scores and S_n
+            o[:, t0:t1] = _unchunk(o_, t1 - t0)
+        ctx.save_for_backward(q, k, v, g, h0, S_all, S)
+        ctx.C, ctx.step = C, step
+        return o, S
+
+    @staticmethod
+    def backward(ctx, do, dh):
+        q, k, v, g, h0, S_all, h = ctx.saved_tensors
+        C, step, (B, T, H, K), V = ctx.C, ctx.step, q.shape, v.shape[-1]
+        acc, N = S_all.dtype, S_all.shape[2]
+        dq, dk, dv, dg = (torch.empty(x.shape, dtype=acc, device=x.device) for x in (q, k, v, g))
+        D = torch.zeros_like(h) if dh is None else dh.to(acc)        # dL/d(the state leaving the chunk)
+        do = torch.zeros_like(v) if do is None else do
+        for n0 in reversed(range(0, N, step)):
+            t0, t1 = n0 * C, min(T, (n0 + step) * C)
+            q_, k_, v_, g_, do_ = (_chunks(x, t0, t1, C, acc) for x in (q, k, v, g, do))
+            d, n = _decays(q_, k_, g_), q_.shape[2]
+            S_n = S_all[:, :, n0:n0 + n]
+            after = S_all[:, :, n0 + n] if n0 + n < N else h           # the state leaving the segment
+            S_next = torch.cat([S_all[:, :, n0 + 1:n0 + n], after[:, :, None]], 2)   # leaving each chunk
+            qd, kd = q_ * d["in"], k_ * d["out"]
+            W = qd.transpose(-1, -2) @ do_                             # 4'. what chunk n's outputs add
+            D_n = torch.empty_like(S_n)                                # D_n: dL/dS leaving chunk n
+            for j in reversed(range(n)):                               # 5'. the carry, backwards
+                D_n[:, :, j] = D
+                D = d["a"][:, :, j] * D + W[:, :, j]
+            dv_ = d["A"].transpose(-1, -2) @ do_ + kd @ D_n           # 6'.
+            dA = (do_ @ v_.transpose(-1, -2)).tril()                  # 3'. s <= t
+            dq_ = (do_ @ S_n.transpose(-1, -2)) * d["in"]
+            dk_ = (v_ @ D_n.transpose(-1, -2)) * d["out"]
+            if d["L"] is not None:                                     # one decay per head: A = (q k^T) L
+                dAL = dA * d["L"]
+                dq_, dk_ = dq_ + dAL @ k_, dk_ + dAL.transpose(-1, -2) @ q_
+            else:
+                dq_A, dk_A = _scores_by_halving_grad(q_, k_, d["G"], d["R"], dA)
+                dq_, dk_ = dq_ + dq_A, dk_ + dk_A
+            # dG_t: G_t enters as exp(+G_t) with q_t and exp(-G_t) with k_t, and G_last also through
+            # the carry (a_n S_n + U_n = S_next): q dq - k dk, plus D_n . S_next in the last row.
+            dG = q_ * dq_ - k_ * dk_
+            last = D_n * S_next                                        # (B, H, n, K, V)
+            if d["L"] is not None:
+                dG, last = dG.sum(-1, keepdim=True), last.sum((-2, -1))[..., None]
+            else:
+                last = last.sum(-1)
+            dG[..., -1, :] += last
+            dg_ = dG.flip(3).cumsum(3).flip(3).masked_fill(d["reset"], 0.0)   # G is g's sum in the chunk
+            for grad, x in ((dq, dq_), (dk, dk_), (dv, dv_), (dg, dg_)):
+                grad[:, t0:t1] = _unchunk(x, t1 - t0).reshape(grad[:, t0:t1].shape)
+        return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dg.to(g.dtype),
+                None if h0 is None else D.to(h0.dtype), None)
+
+
+def _chunks(x, t0, t1, C, acc):
+    """Step 1 for tokens t0 .. t1-1 of x (B, T, H, dim) or (B, T, H): padded to whole chunks (padding has
+    k = 0 and g = 0: it adds nothing and decays nothing), laid out as (B, H, n, C, dim) in acc."""
+    x = x[:, t0:t1] if x.dim() == 4 else x[:, t0:t1, :, None]   # one decay per head: a K axis of size 1
+    B, T_, H, dim = x.shape
+    n = -(-T_ // C)
+    x = F.pad(x, (0, 0, 0, 0, 0, n * C - T_)) if n * C > T_ else x
+    return x.view(B, n, C, H, dim).permute(0, 3, 1, 2, 4).to(acc, memory_format=torch.contiguous_format)
+
+
+def _unchunk(x, T_):
+    """(B, H, n, C, dim) -> (B, T_, H, dim): the layout of step 1 undone, the padding dropped."""
+    B, H, n, C, dim = x.shape
+    return x.permute(0, 2, 3, 1, 4).reshape(B, n * C, H, dim)[:, :T_]
+
+
+def _decays(q, k, g):
+    """Steps 2-3 for chunks laid out by _chunks: a dict of G and R (below); 'in' = exp(G_t), the decay
+    from the chunk's start to t; 'out' = exp(G_last - G_t), from t to its end; 'a' = exp(G_last) (B, H,
+    n, K|1, 1), the chunk's total decay; 'A' the scores (B, H, n, C, C); 'L' their decays for one
+    decay per head (None per key channel); 'reset' where g = -inf."""
+    # 2. Cumulative log decay inside each chunk: G[..., t, :] = g_0 + ... + g_t (chunk-local t). A
+    #    full reset (g = -inf) would make G_t - G_s = -inf - (-inf) = NaN: it adds 0 to G instead,
+    #    and 1 to R, the resets so far; exp(G_t - G_s) is then 0 where R_t != R_s (_decay).
+    reset = torch.isneginf(g)
+    G, R = g.masked_fill(reset, 0.0).cumsum(dim=3), reset.cumsum(dim=3)
+    G_last, R_last, zero = G[..., -1:, :], R[..., -1:, :], torch.zeros_like(R[..., :1, :])
+    d = {"G": G, "R": R, "reset": reset, "in": _decay(G, R, 0.0, zero), "out": _decay(G_last, R_last, G, R),
+         "a": _decay(G_last, R_last, 0.0, zero).transpose(-1, -2), "L": None}
+    # 3. The scores A[t, s] = sum_k q_tk k_sk exp(G_tk - G_sk), s <= t in one chunk (_scores_plain).
+    #    With one decay per head this is SSD's masked product (Q K^T) * L with L[t, s] = exp(G_t - G_s)
+    #    (Dao & Gu, 2024); with a decay per key channel L needs a K axis: halving avoids storing it.
+    if g.shape[-1] == 1:
+        C = q.shape[-2]
+        causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
+        apart = ~causal | (R != R.transpose(-1, -2))                  # s > t, or a full reset between
+        d["L"] = (G - G.transpose(-1, -2)).masked_fill(apart, -math.inf).exp()   # (B, H, n, C, C)
+        d["A"] = (q @ k.transpose(-1, -2)) * d["L"]
+    else:
+        d["A"] = _scores_by_halving(q, k, G, R)
+    return d
 
 
 def scan_chunked(q, k, v, g, h0=None, chunk_size=64):
@@ -144,58 +295,13 @@ def scan_chunked(q, k, v, g, h0=None, chunk_size=64):
     state. Every exp below has an argument <= 0 (G falls as t grows): nothing overflows, even for
     g = -50, where a naive q * exp(G) times k * exp(-G) split would give inf * 0 = NaN. g = -inf (a
     full reset) is computed exactly, as the loop does: it is counted apart from G (step 2).
+    Steps 1-3 are _chunks and _decays, 4-6 _Chunked.forward; its backward is written by hand.
     """
     B, T, H, K, V = _check(q, k, v, g, h0)
     if chunk_size < 1 or chunk_size & (chunk_size - 1):
         raise ValueError(f"chunk_size must be a power of two, got {chunk_size}")
     C = min(chunk_size, 1 << (T - 1).bit_length())   # no point padding a short sequence to a full C
-    N = -(-T // C)
-    acc, out_dtype = _acc_dtype(q), v.dtype
-    if g.dim() == 3:
-        g = g[..., None]   # one decay per head: a K axis of size 1 broadcasts, K is not materialised
-
-    # 1. Pad T to N*C (padding has k = 0 and g = 0: it adds nothing and decays nothing) and lay
-    #    every input out as (B, H, N, C, dim).
-    def chunks(x):
-        x = F.pad(x, (0, 0, 0, 0, 0, N * C - T)) if N * C > T else x
-        return x.view(B, N, C, H, x.shape[-1]).permute(0, 3, 1, 2, 4).to(acc, memory_format=torch.contiguous_format)
-    q, k, v, g = chunks(q), chunks(k), chunks(v), chunks(g)
-
-    # 2. Cumulative log decay inside each chunk: G[..., t, :] = g_0 + ... + g_t (chunk-local t). A
-    #    full reset (g = -inf) would make G_t - G_s = -inf - (-inf) = NaN: it adds 0 to G instead,
-    #    and 1 to R, the resets so far; exp(G_t - G_s) is then 0 where R_t != R_s (_decay).
-    reset = torch.isneginf(g)
-    G, R = g.masked_fill(reset, 0.0).cumsum(dim=3), reset.cumsum(dim=3)
-
-    # 3. The scores A[t, s] = sum_k q_tk k_sk exp(G_tk - G_sk), s <= t in one chunk (_scores_plain).
-    #    With one decay per head this is SSD's masked product (Q K^T) * L with L[t, s] = exp(G_t - G_s)
-    #    (Dao & Gu, 2024); with a decay per key channel L needs a K axis: halving avoids storing it.
-    if g.shape[-1] == 1:
-        causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
-        apart = ~causal | (R != R.transpose(-1, -2))                  # s > t, or a full reset between
-        L = (G - G.transpose(-1, -2)).masked_fill(apart, -math.inf).exp()   # (B, H, N, C, C)
-        A = (q @ k.transpose(-1, -2)) * L
-    else:
-        A = _scores_by_halving(q, k, G, R)
-
-    # 4. What each chunk adds to the state by its end (eq. 4a inside the chunk), and its total decay.
-    G_last, R_last, zero = G[..., -1:, :], R[..., -1:, :], torch.zeros_like(R[..., :1, :])
-    U = (k * _decay(G_last, R_last, G, R)).transpose(-1, -2) @ v        # (B, H, N, K, V)
-    a = _decay(G_last, R_last, 0.0, zero).transpose(-1, -2)              # (B, H, N, K|1, 1)
-
-    # 5. Carry the state across chunks (the only loop: N = T / C steps): S_n enters chunk n.
-    S = torch.zeros(B, H, K, V, dtype=acc, device=q.device) if h0 is None else h0.to(acc)
-    S_n = []
-    for n in range(N):
-        S_n.append(S)
-        S = a[:, :, n] * S + U[:, :, n]
-
-    # 6. Every token reads the scores of its chunk and the state its chunk started from, decayed
-    #    to its position (the second term of eq. 4b).
-    o = A @ v + (q * _decay(G, R, 0.0, zero)) @ torch.stack(S_n, dim=2)
-
-    o = o.permute(0, 2, 3, 1, 4).reshape(B, N * C, H, V)[:, :T]
-    return o.to(out_dtype), S
+    return _Chunked.apply(q, k, v, g, h0, C)
 
 
 # ----------------------------------------------------------------------------------------------

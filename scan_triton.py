@@ -354,44 +354,77 @@ def _chunk_cumsum(g, C):
     return g.reshape(B, Tp // C, C, H, -1).cumsum(2, dtype=torch.float32).view(B, Tp, H, -1)
 
 
-def _states(x, y, G, init, C, cfg, reverse):
+def launches(cfg, C, K, per_channel):
+    """The one table of every launch of Scan, forward and backward, for the tiles and warps of cfg
+    (gpu_compile.config), chunks of C and keys of K: {name: (kernel, constexprs, options)}, options =
+    dict(num_warps, num_stages). Scan launches from it, gpu_compile compiles it for each card, and
+    bench.py's static costs name its rows by it. The states kernels' HAS_INIT is set per call (True
+    here: what gpu_compile compiles)."""
+    BK, BV, PREC = cfg["BK"], cfg["BV"], cfg["PREC"]
+    opts = lambda warps: dict(num_warps=warps, num_stages=cfg["num_stages"])
+    run = opts(cfg["num_warps"])
+    tiles = dict(C=C, BK=BK, BV=BV, PREC=PREC)
+    table = {}
+    if per_channel:   # one decay per head: the forward's scores are made inside _output_kernel
+        table["scores: A"] = (_scores_kernel, dict(C=C, SUB=BC, BK=cfg["BK_sub"], PER_CHANNEL=True, PREC=PREC),
+                              opts(cfg["warps_scores"]))
+    for name, reverse in (("states: S_n", False), ("states: D_n", True)):
+        table[name] = (_states_kernel, dict(tiles, BV=cfg["BV_wide"] if per_channel else BV, HAS_INIT=True,
+                                            REVERSE=reverse, PER_CHANNEL=per_channel), run)
+    for name, backward in (("output: o", False), ("output: dv", True)):
+        table[name] = (_output_kernel, dict(tiles, BV=cfg["BV_wide"], BACKWARD=backward, PER_CHANNEL=per_channel), run)
+    table["scores: dA"] = (_scores_kernel, dict(C=C, SUB=C, BK=BK, PER_CHANNEL=False, PREC=PREC), run)
+    table["dqk"] = (_dqk_kernel, dict(tiles, PER_CHANNEL=per_channel), run)
+    if per_channel:
+        table["dqk_intra"] = (_dqk_intra_kernel, dict(C=C, SUB=BC, BK=cfg["BK_sub"], PREC=PREC), opts(cfg["warps_intra"]))
+    # dg: 16 channels per program (more programs: the walk is short); one decay per head sums the
+    # shares of dG, one per K tile of _dqk_kernel
+    table["dg"] = (_dg_kernel, dict(C=C, BK=16, SHARES=0 if per_channel else triton.next_power_of_2(triton.cdiv(K, BK))), run)
+    return table
+
+
+def _launch(table, name, grid, *args, **per_call):
+    """Launch table[name] on grid with args, per_call overriding its constexprs."""
+    kernel, constexprs, options = table[name]
+    kernel[grid](*args, **(constexprs | per_call), **options)
+
+
+def _states(table, x, y, G, init, C, reverse):
     """Steps 4-5 (or 4'-5' in reverse): the states S_n (B*H, N, K, V) entering each chunk (or D_n,
     leaving it), in the input dtype for 16-bit inputs, and the last state (B, H, K, V) float32.
     x: k (or q), decayed already (kd, qd) for a decay per key channel."""
     (B, T, H, K), V, Kg, N = x.shape, y.shape[-1], G.shape[-1], G.shape[1] // C
-    BK, BV = cfg["BK"], cfg["BV_wide"] if Kg > 1 else cfg["BV"]
+    name = "states: D_n" if reverse else "states: S_n"
+    BK, BV = table[name][1]["BK"], table[name][1]["BV"]
     S = torch.empty(B * H, N, K, V, dtype=x.dtype, device=x.device)
     last = torch.empty(B, H, K, V, dtype=torch.float32, device=x.device)
     # init = None: `last` stands in for the pointer, never read (HAS_INIT=False)
-    _states_kernel[(triton.cdiv(K, BK) * triton.cdiv(V, BV), 1, B * H)](
-        x, y, G, S, last if init is None else init.contiguous(), last, T, H, K, V, Kg, N, C=C, BK=BK, BV=BV,
-        HAS_INIT=init is not None, REVERSE=reverse, PER_CHANNEL=Kg > 1, PREC=cfg["PREC"],
-        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    _launch(table, name, (triton.cdiv(K, BK) * triton.cdiv(V, BV), 1, B * H), x, y, G, S,
+            last if init is None else init.contiguous(), last, T, H, K, V, Kg, N, HAS_INIT=init is not None)
     return S, last
 
 
-def _scores(q, k, G, C, cfg, per_channel):
-    """Step 3 as its own kernel: A (B*H, N, C, C) in the input dtype; with per_channel=False, (q k^T) * L.
-    With per_channel=True also qd = q * exp(G) and kd = k * exp(G_last - G): returns (A, qd, kd)."""
+def _scores(table, name, q, k, G, C):
+    """Step 3 as its own kernel: A (B*H, N, C, C) in the input dtype. "scores: A" (a decay per key
+    channel) returns (A, qd, kd), with qd = q * exp(G) and kd = k * exp(G_last - G); "scores: dA" the
+    masked product of (do, v) with the decays of G, (q k^T) * L."""
     (B, T, H, K), N = q.shape, G.shape[1] // C
     A = torch.empty(B * H, N, C, C, dtype=q.dtype, device=q.device)      # 16-bit for 16-bit inputs, as S_n
+    per_channel = table[name][1]["PER_CHANNEL"]
     qd, kd = (torch.empty_like(q), torch.empty_like(k)) if per_channel else (A, A)   # per head: never written
-    _scores_kernel[(1, N, B * H)](q, k, G, A, qd, kd, T, H, K, C=C, SUB=BC if per_channel else C,
-                                  BK=cfg["BK_sub" if per_channel else "BK"], PER_CHANNEL=per_channel, PREC=cfg["PREC"],
-                                  num_warps=cfg["warps_scores" if per_channel else "num_warps"], num_stages=cfg["num_stages"])
+    _launch(table, name, (1, N, B * H), q, k, G, A, qd, kd, T, H, K)
     return (A, qd, kd) if per_channel else A
 
 
-def _output(A, q, k, y, G, S, C, cfg, backward):
+def _output(table, A, q, k, y, G, S, C, backward):
     """Step 6 (o from v) or 6' (dv from do): (B, T, H, V) in y's dtype. A: the per-channel scores (then
     q, k are qd, kd), or None for one decay per head (the kernel makes them)."""
     (B, T, H, K), V, N = q.shape, y.shape[-1], G.shape[1] // C
+    name = "output: dv" if backward else "output: o"
     out = torch.empty_like(y)
     # A = None: S stands in for the pointer, never read (PER_CHANNEL=False)
-    _output_kernel[(triton.cdiv(V, cfg["BV_wide"]), N, B * H)](
-        S if A is None else A, q, k, y, G, S, out, T, H, K, V, C=C, BK=cfg["BK"], BV=cfg["BV_wide"],
-        BACKWARD=backward, PER_CHANNEL=A is not None, PREC=cfg["PREC"], num_warps=cfg["num_warps"],
-        num_stages=cfg["num_stages"])
+    _launch(table, name, (triton.cdiv(V, table[name][1]["BV"]), N, B * H),
+            S if A is None else A, q, k, y, G, S, out, T, H, K, V)
     return out
 
 
@@ -402,31 +435,30 @@ class Scan(torch.autograd.Function):
     def forward(ctx, q, k, v, g, h0, C, cfg):
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
         G = _chunk_cumsum(g, C)                                                # steps 1-2
-        A, qd, kd = _scores(q, k, G, C, cfg, per_channel=True) if G.shape[-1] > 1 else (None, q, k)   # step 3
-        S, h = _states(kd, v, G, h0, C, cfg, reverse=False)                   # steps 4-5
-        o = _output(A, qd, kd, v, G, S, C, cfg, backward=False)               # step 6 (and 3 per head)
+        table = launches(cfg, C, q.shape[-1], per_channel=G.shape[-1] > 1)
+        A, qd, kd = _scores(table, "scores: A", q, k, G, C) if G.shape[-1] > 1 else (None, q, k)   # step 3
+        S, h = _states(table, kd, v, G, h0, C, reverse=False)                 # steps 4-5
+        o = _output(table, A, qd, kd, v, G, S, C, backward=False)             # step 6 (and 3 per head)
         # S_n is kept for the backward (one (K, V) tile per chunk, in the input dtype: K V 2 / C bytes per
         # token and head, for Mamba-2's 128 x 64 and C = 64 some 40% on top of q, k and v): recomputing it
         # would cost the backward another pass of steps 4-5. A, qd and kd are made again in the backward.
         ctx.save_for_backward(q, k, v, g, h0, h, S)
-        ctx.C, ctx.cfg = C, cfg
+        ctx.C, ctx.table = C, table
         return o, h
 
     @staticmethod
     def backward(ctx, do, dh):
         q, k, v, g, h0, h, S = ctx.saved_tensors
-        C, cfg = ctx.C, ctx.cfg
+        C, table = ctx.C, ctx.table
         do = torch.zeros_like(v) if do is None else do.contiguous()
         G = _chunk_cumsum(g, C)
         (B, T, H, K), V, Kg, N = q.shape, v.shape[-1], G.shape[-1], G.shape[1] // C
-        tiles = dict(C=C, BK=cfg["BK"], BV=cfg["BV"])
-        run = dict(PREC=cfg["PREC"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
         # 3. A, qd, kd again (per head the output kernel makes its scores itself)
-        A, qd, kd = _scores(q, k, G, C, cfg, per_channel=True) if Kg > 1 else (None, q, k)
+        A, qd, kd = _scores(table, "scores: A", q, k, G, C) if Kg > 1 else (None, q, k)
         # 4'-5'. W_n = (q * exp(G))^T do carried back: D_n, dL/dS at the end of chunk n, and dh0
-        D, dh0 = _states(qd, do, G, dh, C, cfg, reverse=True)
+        D, dh0 = _states(table, qd, do, G, dh, C, reverse=True)
         # 6'. dv = A^T do + (k * exp(G_last - G)) D_n
-        dv = _output(A, qd, kd, do, G, D, C, cfg, backward=True)
+        dv = _output(table, A, qd, kd, do, G, D, C, backward=True)
         # 3'. dA = do v^T for s <= t: the scores of (do, v), with the decays L for one decay per head
         #     (then dA * L is what dq, dk need), with none for a decay per key channel (G_none = 0).
         #     _dqk_kernel adds the states' share of dq, dk (for one decay per head also dA's);
@@ -435,28 +467,24 @@ class Scan(torch.autograd.Function):
         # and exp(G_{T-1}) in the final state, so dL/dG_t = q_t dq_t - k_t dk_t (+ sum_v h dh at
         # t = T-1), made by the kernel that finishes dq, dk; dg is its reverse cumulative sum.
         G_none = G if Kg == 1 else torch.zeros(*G.shape[:3], 1, device=G.device)
-        dA = _scores(do, v, G_none, C, cfg, per_channel=False)
+        dA = _scores(table, "scores: dA", do, v, G_none, C)
         dq, dk = torch.empty_like(q), torch.empty_like(k)
-        grid = (triton.cdiv(K, cfg["BK"]), N, B * H)
+        grid = (triton.cdiv(K, table["dqk"][1]["BK"]), N, B * H)
         if Kg == 1:
             dG = torch.empty(B, T, H, grid[0], dtype=torch.float32, device=q.device)   # a share per K tile
-            _dqk_kernel[grid](q, k, v, do, G, S, D, dA, dq, dk, dG, T, H, K, V, **tiles, PER_CHANNEL=False, **run)
+            _launch(table, "dqk", grid, q, k, v, do, G, S, D, dA, dq, dk, dG, T, H, K, V)
         else:
             dq_states = torch.empty(q.shape, dtype=torch.float32, device=q.device)
             dk_states = torch.empty_like(dq_states)
-            _dqk_kernel[grid](q, k, v, do, G, S, D, dA, dq_states, dk_states, dq_states, T, H, K, V, **tiles,
-                              PER_CHANNEL=True, **run)       # dG: dq_states stands in, never written
+            _launch(table, "dqk", grid, q, k, v, do, G, S, D, dA, dq_states, dk_states, dq_states,
+                    T, H, K, V)                                # dG: dq_states stands in, never written
             dG = torch.empty(q.shape, dtype=torch.float32, device=q.device)
-            _dqk_intra_kernel[(triton.cdiv(K, cfg["BK_sub"]), N, B * H)](
-                q, k, G, dA, dq_states, dk_states, dq, dk, dG, T, H, K, C=C, SUB=BC, BK=cfg["BK_sub"],
-                PREC=cfg["PREC"], num_warps=cfg["warps_intra"], num_stages=cfg["num_stages"])
+            _launch(table, "dqk_intra", (triton.cdiv(K, table["dqk_intra"][1]["BK"]), N, B * H),
+                    q, k, G, dA, dq_states, dk_states, dq, dk, dG, T, H, K)
         if dh is not None:   # the final state's share, exp(G_{T-1}) h0 + ..., at t = T-1 (per head: dG's first share)
             last = h * dh.float()                                            # (B, H, K, V)
             dG[:, -1, :, :Kg] += last.sum(-1) if Kg > 1 else last.sum((-2, -1))[..., None]
         dg = torch.empty(B, T, H, Kg, dtype=g.dtype, device=g.device)
-        BKg = 16                                                  # more programs: the walk is short
-        shares = 0 if Kg > 1 else triton.next_power_of_2(dG.shape[-1])
-        _dg_kernel[(triton.cdiv(Kg, BKg), 1, B * H)](dG, dg, T, H, dG.shape[-1], Kg, C=C, BK=BKg, SHARES=shares,
-                                                     num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+        _launch(table, "dg", (triton.cdiv(Kg, table["dg"][1]["BK"]), 1, B * H), dG, dg, T, H, dG.shape[-1], Kg)
         return (dq, dk, dv, dg.view(g.shape),
                 None if h0 is None else dh0.to(h0.dtype), None, None)

@@ -49,7 +49,7 @@ corpus = ""              # the filler's corpus (its val split); "": the first ch
 seed = 0
 device = "cuda" if torch.cuda.is_available() else "cpu"
 dtype = "float32"        # tiny models: nothing to gain from bfloat16, and it rounds the long states
-threads = 0              # CPU threads for torch; 0 = torch's default
+threads = 0              # CPU threads for torch; 0 = as many as the cores other jobs leave free
 if __name__ == "__main__":
     config = configure(globals())
 # -----------------------------------------------------------------------------------------------

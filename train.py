@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import data
 import rundir
 import tasks
-from configurator import configure
+from configurator import configure, set_threads
 from interventions import INTERVENTIONS, make_sampler
 from model import LM, ModelConfig
 
@@ -83,7 +83,7 @@ min_lr = 3e-4                  # where the cosine ends
 # system
 device = "cuda" if torch.cuda.is_available() else "cpu"
 dtype = "bfloat16" if torch.cuda.is_available() else "float32"   # autocast's on CUDA; float32 on the CPU
-threads = 0                    # CPU threads for torch; 0 = torch's default
+threads = 0                    # CPU threads for torch; 0 = as many as the cores other jobs leave free
 seed = 1337                    # the model's init, the batches, the interventions' draws
 config = configure(globals())
 # -----------------------------------------------------------------------------------------------
@@ -120,7 +120,7 @@ rules = [
      "'cpu', or 'cuda' on a machine with CUDA"),
     ("dtype", dtype == "float32" or device.startswith("cuda") and dtype in ("bfloat16", "float16"),
      "'float32' on the CPU; 'bfloat16' or 'float16' (mixed precision) on CUDA"),
-    ("threads", threads >= 0, "0 (torch's default) or more"),
+    ("threads", threads >= 0, "0 (picked for the load) or more"),
 ]
 bad = [f"--{key}={globals()[key]!r}: must be {rule}" for key, ok, rule in rules if not ok]
 if bad:
@@ -141,8 +141,7 @@ micro_steps = gradient_accumulation_steps // world       # this process's micro-
 B_step = gradient_accumulation_steps * batch_size        # sequences per step, over all processes
 local = slice(rank * micro_steps * batch_size, (rank + 1) * micro_steps * batch_size)   # this process's rows
 
-if threads:
-    torch.set_num_threads(threads)
+set_threads(threads)                                     # 0: picked for the load
 torch.manual_seed(seed)
 device_type = "cuda" if device.startswith("cuda") else "cpu"
 autocast = torch.autocast(device_type, dtype=getattr(torch, dtype), enabled=dtype != "float32")

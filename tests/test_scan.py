@@ -16,6 +16,7 @@ import os
 import pytest
 import torch
 
+import scan_kernel
 from scan_kernel import _scores_by_halving, _scores_plain, scan, scan_chunked, scan_ref
 
 DEVICE = "cuda" if os.environ.get("TRITON_INTERPRET") == "0" else "cpu"   # where `scan` runs
@@ -229,3 +230,16 @@ def test_official_shapes_bfloat16(K, V, per_channel):
     want = outputs_and_grads(scan_ref, inputs, torch.float64)
     got = outputs_and_grads(triton_scan, inputs, torch.bfloat16, chunk_size=64)
     assert_close(got, want, 2e-2, "scan (Triton, bfloat16)")
+
+
+@pytest.mark.parametrize("per_channel", [False, True], ids=["g_per_head", "g_per_channel"])
+def test_chunked_in_segments(per_channel, monkeypatch):
+    # scan_chunked walks long sequences in segments of whole chunks (the state, and in the backward
+    # dL/dS, carried between them); here a segment is 2 chunks of 8, so 45 tokens take 3 segments, the
+    # last one short, with a full reset in the second: values and every gradient against the loop.
+    monkeypatch.setattr(scan_kernel, "_SEGMENT_NUMBERS", 2 * (2 * 2 * 8 * 8))   # 2 chunks of B H C max(K, V, C)
+    q, k, v, g, h0 = make_inputs(2, 45, 2, 5, 6, per_channel, with_h0=True)
+    g[:, 21] = -math.inf
+    want = outputs_and_grads(scan_ref, (q, k, v, g, h0), torch.float64)
+    got = outputs_and_grads(scan_chunked, (q, k, v, g, h0), torch.float64, chunk_size=8)
+    assert_close(got, want, 1e-10, "scan_chunked in segments")
