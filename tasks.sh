@@ -15,7 +15,7 @@ seeds=${SEEDS:-"1 2 3"}
 
 train() {  # train <config name> <intervention> <seed> [flags]: into out-tasks/<name>-<intervention>-<seed>
   local out=out-tasks/$1-$2-$3
-  echo "== training $out"
+  echo "== $out"
   python train.py config/task_$1.py --intervention=$2 --seed=$3 --out_dir=$out --finish=True $TRAIN_FLAGS "${@:4}"
   runs="$runs,$out"
 }

@@ -442,7 +442,7 @@ if ddp:
     dist.destroy_process_group()
 if stopping:
     print(f"stopped by {signal.Signals(stop or signal.SIGTERM).name} at step {iter_num}: continue with "
-          f"--init_from=resume")
+          f"{'this same command' if finish else '--init_from=resume'}")
     raise SystemExit(128 + (stop or signal.SIGTERM))
 
 # Does the model length-generalize? evaluate.py's measure, on a few held-out sequences 32 times longer

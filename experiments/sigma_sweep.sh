@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 base=${1:-assets/baseline}
 out=${2:-out-fig5}
 shift $(( $# < 2 ? $# : 2 ))
-if [ ! -f "$out/control/ckpt.pt" ]; then
-  echo "no $out/control: run bash experiments/interventions.sh $base $out first" >&2; exit 1
+if [ ! -f "$out/eval/results.json" ]; then   # written once every run of interventions.sh has finished
+  echo "no $out/eval: run bash experiments/interventions.sh $base $out to its end first" >&2; exit 1
 fi
 std=$(python -c "import json,sys; r=json.load(open(sys.argv[1]))['checkpoints'][0]; \
 print(r['state_std'][r['state_t'].index(r['T_train'])])" "$out/baseline-eval/results.json")

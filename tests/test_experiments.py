@@ -83,7 +83,7 @@ def test_a_stopped_experiment_reruns_to_the_table_of_one_never_stopped(corpus, t
             os.killpg(proc.pid, signal.SIGINT)          # Ctrl-C: the whole foreground group gets it
             break
     out += proc.stdout.read()
-    assert proc.wait(timeout=60) != 0 and "stopped by SIGINT" in out, out
+    assert proc.wait(timeout=60) != 0 and "continue with this same command" in out, out
     k = ckpt(stopped / "random_noise")["iter_num"]
     assert 3 <= k < 6 and not (stopped / "fitted_noise").exists()
     rerun = script(stopped).communicate(timeout=600)[0]
