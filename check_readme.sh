@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs every shell command of README.md, as written and in order, in a fresh clone of this repository's
-# last commit: about 25 minutes on a 2-core CPU, so CI does not run it (tests/test_readme.py checks the
-# same commands cheaply). Commands for a GPU (--device=cuda) are listed and skipped. Stops at the first
-# command that fails; the clone is left in the folder it prints, for a look.
+# Runs every shell command of README.md (python, bash, pip and ./tasks.sh lines), as written and in order,
+# in a fresh clone of this repository's last commit. With the experiments and the tasks that is hours on
+# a 2-core CPU (README.md gives each command's time), so CI does not run it (tests/test_readme.py checks
+# the same commands cheaply). Commands for a GPU (--device=cuda) are listed and skipped. Stops at the
+# first command that fails; the clone is left in the folder it prints, for a look.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")" && pwd)"
 clone="$(mktemp -d)/clone"

@@ -31,7 +31,7 @@ import data
 from configurator import configure
 from figures import plot_effrem
 from measure import (check_settings, checkpoint_infos, clustered_mean, clusters, document_sums, each_model,
-                     fetch_official, load_held_out, setup, to_json)
+                     fetch_official, load_held_out, quiet_ctrl_c, setup, to_json)
 
 # -----------------------------------------------------------------------------
 # the same settings as evaluate.py's, which describes them (`python evaluate.py --help`)
@@ -162,6 +162,7 @@ def check_ts(t_list, T_ctx):
 
 
 if __name__ == "__main__":
+    quiet_ctrl_c("effrem.py")
     check_settings(config, positive=("n_seqs", "batch_size", "chunk_len"), non_negative=("T", "threads"))
     names = [d for d in distances.split(",") if d]
     check_distances(names)

@@ -9,6 +9,7 @@ checkpoint (config.json and pytorch_model.bin), or a hub id such as state-spaces
 import json
 import math
 import os
+import sys
 from contextlib import nullcontext
 
 import numpy as np
@@ -20,6 +21,20 @@ from model import LM, checkpoint_files, is_hub_id
 
 OFFICIAL_T_TRAIN = 2048   # the official Mamba-2 checkpoints' training context (paper sec. B.1)
 DTYPES = ("float32", "bfloat16", "float16")
+
+
+def quiet_ctrl_c(script):
+    """Ctrl-C ends the script with one line instead of the traceback of wherever it was. The process still
+    ends by SIGINT (Python does so after the hook), so a shell script that runs it stops as well."""
+    default = sys.excepthook
+
+    def hook(kind, value, tb):
+        if issubclass(kind, KeyboardInterrupt):
+            print(f"\n{script}: stopped by Ctrl-C. It writes its results at the end: run it again for them",
+                  file=sys.stderr)
+        else:
+            default(kind, value, tb)
+    sys.excepthook = hook
 
 
 def check_settings(settings, positive=(), non_negative=()):

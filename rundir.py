@@ -10,6 +10,8 @@ The run directory of train.py (its out_dir), made safe to stop, resume and repea
                                         renamed over the old one: an interruption or a full disk leaves the
                                         last checkpoint as it was, and no .tmp file behind
     load(out_dir)                       ckpt.pt, or an error that says what to do
+    same_run(out_dir, config, keys, n)  for finish=True: ckpt.pt if it holds the run config asks for (alike
+                                        in keys, at most n steps), None if there is none, else an error
 
 It is kept apart from train.py so that the training reads top to bottom; nothing here knows the model.
 """
@@ -142,3 +144,29 @@ def load(out_dir):
         raise ValueError(f"{path} cannot be read ({type(e).__name__}: {e}): it is damaged or is not a "
                          f"checkpoint of train.py. Restore it from a copy, or start again with another "
                          f"--out_dir") from None
+
+
+BEFORE_THE_SETTING = {"pass_conv": True}   # what runs saved before a setting existed did
+
+
+def differences(saved, config, keys):
+    """[(key, saved value, config's value)] for the keys whose values differ; a setting the saved run
+    predates counts as what train.py did before it existed."""
+    saved = BEFORE_THE_SETTING | saved
+    return [(k, saved.get(k), config[k]) for k in keys if saved.get(k) != config[k]]
+
+
+def same_run(out_dir, config, keys, max_iters):
+    """The checkpoint in out_dir if it is a piece of the run config asks for: made with the same values of
+    keys (those that change the run's numbers, and where it began) and at most max_iters steps long; None
+    if out_dir holds no checkpoint (nothing saved yet). Another run there is an error that says the fix."""
+    if not os.path.exists(os.path.join(out_dir, "ckpt.pt")):
+        return None
+    ckpt = load(out_dir)
+    done = ckpt.get("iter_num", 0)
+    other = [f"--{k}={v!r} (asked: {a!r})" for k, v, a in differences(ckpt.get("config", {}), config, keys)]
+    if other or done > max_iters:
+        raise ValueError(f"{out_dir} holds a run made with other settings than these "
+                         f"({' '.join(other) or f'step {done}, past --max_iters={max_iters}'}): delete {out_dir} "
+                         f"to make this one there, or pick another --out_dir")
+    return ckpt

@@ -408,6 +408,7 @@ def plot(groups, T, path):
 
 
 if __name__ == "__main__":
+    evaluate.quiet_ctrl_c("tasks.py")
     if task not in TASKS:
         raise ValueError(f"--task={task!r}: use one of {', '.join(TASKS)}")
     ctx = evaluate.setup(seed, threads, device, dtype)

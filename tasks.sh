@@ -6,18 +6,17 @@
 #   ./tasks.sh babi      fig. 6: zero vs State Passing vs TBTT, qa1-qa3             -> eval-tasks/qa{1,2,3}.*
 # SEEDS="1 2 3" (the default) sets the seeds, TRAIN_FLAGS="--max_iters=..." adds flags to train.py alone.
 # Further arguments go to train.py and tasks.py alike: only the ones both know (--threads=1 on a shared
-# CPU, --device=cuda). A finished run (out-tasks/*/done) is kept; delete out-tasks/ to start over.
+# CPU, --device=cuda). Stopped at any moment, the same command continues: train.py --finish=True keeps a
+# run that ran its steps, continues one that stopped, and refuses one made with other settings (delete
+# it, or all of out-tasks/, to train again).
 set -e
 task=$1; shift || true
 seeds=${SEEDS:-"1 2 3"}
 
 train() {  # train <config name> <intervention> <seed> [flags]: into out-tasks/<name>-<intervention>-<seed>
   local out=out-tasks/$1-$2-$3
-  if [ ! -f $out/done ]; then
-    echo "== training $out"
-    python train.py config/task_$1.py --intervention=$2 --seed=$3 --out_dir=$out $TRAIN_FLAGS "${@:4}"
-    touch $out/done
-  fi
+  echo "== $out"
+  python train.py config/task_$1.py --intervention=$2 --seed=$3 --out_dir=$out --finish=True $TRAIN_FLAGS "${@:4}"
   runs="$runs,$out"
 }
 

@@ -40,6 +40,9 @@ out_dir = "out"                # the run's checkpoint (ckpt.pt) and settings (co
 init_from = "assets/baseline"  # "scratch", "resume" (continue out_dir), an earlier run's out_dir
                                # (post-training), or an official checkpoint (hub id or directory)
 overwrite = False              # True: this run may replace another run already in out_dir
+finish = False                 # True (the experiment scripts): if out_dir holds this same run (same
+                               # settings, same init_from), continue it to max_iters, or keep it if it is
+                               # there; a run with other settings is refused. A stopped script reruns as is
 eval_interval = 100            # steps between validation losses and checkpoints
 eval_iters = 20                # batches per validation loss
 log_interval = 20              # steps between lines of the training log
@@ -121,6 +124,8 @@ rules = [
     ("dtype", dtype == "float32" or device.startswith("cuda") and dtype in ("bfloat16", "float16"),
      "'float32' on the CPU; 'bfloat16' or 'float16' (mixed precision) on CUDA"),
     ("threads", threads >= 0, "0 (picked for the load) or more"),
+    ("finish", not finish or not overwrite and init_from != "resume", "False with --overwrite=True or "
+     "--init_from=resume: it keeps or continues only the run these very settings make"),
 ]
 bad = [f"--{key}={globals()[key]!r}: must be {rule}" for key, ok, rule in rules if not ok]
 if bad:
@@ -147,27 +152,42 @@ device_type = "cuda" if device.startswith("cuda") else "cpu"
 autocast = torch.autocast(device_type, dtype=getattr(torch, dtype), enabled=dtype != "float32")
 scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")   # float16 gradients underflow unscaled
 if master:
-    rundir.claim(out_dir, resume=init_from == "resume", overwrite=overwrite)
+    rundir.claim(out_dir, resume=init_from == "resume" or finish, overwrite=overwrite)
+
+# What may differ between the pieces of one run (stopped, then resumed): where and how it runs, not its
+# numbers. With a cosine schedule the length sets every step's rate, so there max_iters must stay.
+free = ("out_dir", "init_from", "overwrite", "finish", "eval_interval", "eval_iters", "log_interval",
+        "final_eval_seqs", "data_dir", "device", "scan_backend", "threads")
+free += ("max_iters",) * (lr_decay == "constant")
+fixed = [k for k in config if k not in free]
 
 # the model of a resumed run or a post-training, loaded before the data so that a wrong path fails at once
 ckpt, model = None, None
+if finish:                                          # is this very run in out_dir already, and how far?
+    ckpt = rundir.same_run(out_dir, config, fixed + ["init_from"], max_iters)
+    if ckpt is not None and ckpt["iter_num"] == max_iters:
+        print(f"keeping {out_dir}: this run is there, finished at step {max_iters}")
+        if master:
+            rundir.release(out_dir)
+        if ddp:
+            dist.destroy_process_group()
+        raise SystemExit(0)
+    if ckpt is not None:
+        print(f"continuing {out_dir} from step {ckpt['iter_num']} (--finish=True)")
+        init_from = "resume"
 if init_from == "resume":
-    ckpt = rundir.load(out_dir)
+    ckpt = ckpt or rundir.load(out_dir)
     if "optimizer" not in ckpt:
         raise ValueError(f"{out_dir}/ckpt.pt holds the weights only (as the shipped assets/baseline does, to "
                          f"stay small): post-train it with --init_from={out_dir}, or remake it to resume it")
     if "samplers" not in ckpt:
         raise ValueError(f"{out_dir}/ckpt.pt was written by an earlier train.py, which saved less: post-train "
                          f"it with --init_from={out_dir} (a fresh optimiser), or remake it to resume it")
-    # only what changes the training's numbers must stay; where and how long it runs may change
-    free = ("out_dir", "init_from", "overwrite", "max_iters", "eval_interval", "eval_iters", "log_interval",
-            "final_eval_seqs", "data_dir", "device", "scan_backend", "threads")
-    before = {"pass_conv": True} | ckpt["config"]    # what runs saved before a setting existed did
-    changed = [f"--{k}={before.get(k)!r} (not {v!r})" for k, v in config.items()
-               if k not in free and before.get(k) != v]
+    changed = [f"--{k}={v!r} (not {a!r})" for k, v, a in rundir.differences(ckpt["config"], config, fixed)]
     if changed:
         raise ValueError(f"resuming {out_dir} with settings that change its training: pass {' '.join(changed)}, "
                          f"or start a new run in another out_dir")
+    config["init_from"] = ckpt["config"].get("init_from")   # the record keeps where the run began
     model = LM(ModelConfig(**ckpt["model_config"] | {"scan_backend": scan_backend}))
     model.load_state_dict(ckpt["model"])
 elif init_from != "scratch":                        # post-training: a fresh optimiser from step 0
@@ -426,7 +446,7 @@ if ddp:
     dist.destroy_process_group()
 if stopping:
     print(f"stopped by {signal.Signals(stop or signal.SIGTERM).name} at step {iter_num}: continue with "
-          f"--init_from=resume")
+          f"{'this same command' if finish else '--init_from=resume'}")
     raise SystemExit(128 + (stop or signal.SIGTERM))
 
 # Does the model length-generalize? evaluate.py's measure, on a few held-out sequences 32 times longer

@@ -6,17 +6,19 @@
 #
 #   bash experiments/model_sizes.sh [out] [train.py flags...]
 #   D_MODELS="64 128 256" bash experiments/model_sizes.sh out-sizes       # the default sizes
-# d_model 64, 128, 256, 512 give 0.08M, 0.25M, 0.9M and 3.4M parameters. On a 2-core CPU d_model 256 takes
-# about 20 minutes to pretrain and 10 to post-train and score; 512 takes hours (on a GPU pass --device=cuda).
+# Stopped at any moment, the same command continues it (train.py --finish=True, as in interventions.sh).
+# d_model 64, 128, 256, 512 give 0.08M, 0.25M, 0.9M and 3.4M parameters. README.md gives the times of the
+# default sizes on a 2-core CPU; 512 takes hours there (on a GPU pass --device=cuda).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-out-sizes}
 shift $(( $# < 1 ? $# : 1 ))
 for d in ${D_MODELS:-64 128 256}; do
   base="$out/d$d/baseline"
-  [ "$d" = 128 ] && base=assets/baseline
-  if [ ! -f "$base/ckpt.pt" ]; then
-    python train.py config/pretrain_baseline.py --d_model="$d" --out_dir="$base" --final_eval_seqs=0 "$@"
+  if [ "$d" = 128 ]; then
+    base=assets/baseline
+  else
+    python train.py config/pretrain_baseline.py --d_model="$d" --out_dir="$base" --final_eval_seqs=0 --finish=True "$@"
   fi
   bash experiments/interventions.sh "$base" "$out/d$d" "$@"
 done

@@ -5,22 +5,23 @@
 # step 4200, the shipped baseline. With a constant learning rate, a run continued with --init_from=resume
 # is the same run as one that never stopped, so each snapshot is that run at that step.
 #
-#   bash experiments/training_length.sh [out] [train.py flags...]        # ~30 min on 2 cores
+#   bash experiments/training_length.sh [out] [train.py flags...]        # README.md gives its time
+# Stopped at any moment, the same command continues it: train.py --finish=True continues $out/run (or
+# keeps it, once it is at the step asked), and a snapshot is copied whole or not at all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-out-length}
 shift $(( $# < 1 ? $# : 1 ))
-init=scratch
 runs=""; labels=""
 for steps in 2460 4200 4921 9842 19684; do
   snap="$out/step-$steps"
   if [ ! -f "$snap/ckpt.pt" ]; then
-    python train.py config/pretrain_baseline.py --out_dir="$out/run" --init_from=$init --max_iters=$steps \
-      --final_eval_seqs=0 "$@"
-    mkdir -p "$snap" && cp "$out/run/ckpt.pt" "$out/run/config.json" "$snap/"
+    python train.py config/pretrain_baseline.py --out_dir="$out/run" --max_iters=$steps --final_eval_seqs=0 \
+      --finish=True "$@"
+    rm -rf "$snap.tmp" && mkdir -p "$snap.tmp" && cp "$out/run/ckpt.pt" "$out/run/config.json" "$snap.tmp/"
+    mv -T "$snap.tmp" "$snap"
   fi
-  init=resume
   runs="$runs${runs:+,}$snap"; labels="$labels${labels:+,}$((steps * 2048 / 1000))k tokens"
 done
-python evaluate.py ${EVAL_FLAGS:-} --checkpoints="$runs" --labels="$labels" --seq_len=2048 --out_dir="$out/eval"
+python evaluate.py --checkpoints="$runs" --labels="$labels" --seq_len=2048 --out_dir="$out/eval" ${EVAL_FLAGS:-}
 python experiments/plot.py length "$out/eval/results.json" "$out/eval/training_length.png"

@@ -167,7 +167,11 @@ def test_stdlib_corpus(stdlib):
              if "site-packages" not in p.parts and "dist-packages" not in p.parts}
     names = stdlib.meta["train"]["names"] + stdlib.meta["val"]["names"]
     assert sorted(names) == sorted(n for n, s in sizes.items() if s > 0)
-    assert stdlib.meta["train"]["documents"] > 1000
+    # which files a standard library has depends on the build (Debian's python3 ships most of the test suite
+    # apart: 668 files, where this pyenv build has 1,790), so only what holds for every build is checked
+    train, val = stdlib.meta["train"], stdlib.meta["val"]
+    assert train["documents"] == len(train["names"]) and val["documents"] == len(val["names"])
+    assert 0 < val["documents"] < train["documents"]
     assert len(stdlib.train) + len(stdlib.val) == sum(sizes.values())
     name = stdlib.meta["val"]["names"][3]  # spot check one document against its file
     start, end = stdlib.val_docs[3], stdlib.val_docs[4]

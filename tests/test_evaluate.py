@@ -4,6 +4,7 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 
@@ -369,3 +370,28 @@ def test_cli_with_a_reference(tmp_path):
     np.testing.assert_allclose(sp["diff"], np.subtract(checkpoints[0]["loss_full"], checkpoints[1]["loss_full"]),
                                atol=1e-5)
     assert "full_by_document" not in checkpoints[0]
+
+
+
+@pytest.mark.parametrize("script, length, started", [("evaluate.py", "--seq_len=16384", "evaluating "),
+                                                     ("effrem.py", "--T=4096", "Effective Remembrance of")])
+def test_ctrl_c_ends_a_measure_with_one_line(script, length, started, tmp_path):
+    # not a 40-line traceback; the process still ends by SIGINT, so a shell script running it stops too
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):   # one is held out, long enough for the long sequences that keep the measure busy
+        (corpus / f"doc{i}.txt").write_bytes(bytes(rng.integers(97, 123, 20_000).tolist()))
+    run = write_run(tmp_path / "run", tiny_lm(vocab_size=256, d_model=16, headdim=8, d_state=8), 8, "zero",
+                    str(corpus), str(tmp_path / "data"))
+    proc = subprocess.Popen([sys.executable, script, f"--checkpoints={run}", length, "--n_seqs=64", "--threads=1",
+                             f"--out_dir={tmp_path / 'eval'}"], cwd=ROOT, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    for line in proc.stdout:
+        if line.startswith(started):
+            proc.send_signal(signal.SIGINT)
+            break
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGINT and "Traceback" not in err, err
+    assert err.strip() == f"{script}: stopped by Ctrl-C. It writes its results at the end: run it again for them"
+    assert not (tmp_path / "eval").exists()

@@ -20,12 +20,14 @@ from model import is_hub_id  # noqa: E402
 
 def readme_commands(text):
     """The shell commands of the README's unlabelled ``` blocks, in order: lines that start with python,
-    bash or pip (other lines there are output or paths). A trailing "# comment" is kept; shlex drops it."""
+    bash, pip or ./<script>.sh (other lines there are output or paths). A trailing "# comment" is kept;
+    shlex drops it."""
     commands, in_block, label = [], False, ""
     for line in text.splitlines():
         if line.startswith("```"):
             in_block, label = not in_block, line[3:].strip()
-        elif in_block and not label and line.split(" ", 1)[0] in ("python", "bash", "pip"):
+        elif in_block and not label and (line.split(" ", 1)[0] in ("python", "bash", "pip")
+                                          or re.match(r"\./\w+\.sh\b", line)):
             commands.append(line)
     return commands
 
@@ -91,12 +93,13 @@ def check_commands(commands):
                 if not exists(words[-1]):
                     problems.append(f"{where}: {words[-1]} does not exist")
                 continue
-            if words[0] == "bash":
-                if not exists(words[1]):
-                    problems.append(f"{where}: {words[1]} does not exist")
+            if words[0] == "bash" or words[0].startswith("./"):
+                path = words[1] if words[0] == "bash" else words[0][2:]
+                if not exists(path):
+                    problems.append(f"{where}: {path} does not exist")
                 else:
-                    for inner in shell_script_commands(words[1]):
-                        check(inner, f"{words[1]}, called by {where}")
+                    for inner in shell_script_commands(path):
+                        check(inner, f"{path}, called by {where}")
                 continue
             if words[1:3] == ["-m", "pytest"]:
                 continue
@@ -175,10 +178,12 @@ def test_the_checker_finds_what_a_fresh_clone_would_not_run():
         "python train.py --help",                                       # fine
         "python nothere.py",
         "bash nothere.sh",
+        "./alsonothere.sh copy",
     ])
-    assert len(problems) == 6, problems
+    assert len(problems) == 7, problems
     for expected in ("reads out-y", "config/no_such_config.py does not exist", "--no_such_key is not a setting",
-                     "reads out-never", "no script nothere.py", "nothere.sh does not exist"):
+                     "reads out-never", "no script nothere.py", "nothere.sh does not exist",
+                     "alsonothere.sh does not exist"):
         assert any(expected in p for p in problems), (expected, problems)
 
 

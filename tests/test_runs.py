@@ -214,3 +214,34 @@ def test_help_lists_every_setting_with_its_comment(script, capsys):
     assert len(documented) >= 2
     for key, comment in documented:
         assert re.search(rf"^  --{key}=.*  {re.escape(comment.strip())}", out, flags=re.M), key
+
+
+def test_finish_continues_keeps_or_refuses_the_run_asked_for(corpus, tmp_path, capsys):
+    # --finish=True, what the experiment scripts pass: the same command, run again after a stop, continues
+    # the run to the losses and weights of one never stopped; run again at the end, it keeps the run as is
+    whole = step_losses(run_train(small(corpus, tmp_path / "whole", max_iters=4), capsys))
+    run_train(small(corpus, tmp_path / "run", max_iters=2, finish=True), capsys)   # stands for a stopped run
+    out = run_train(small(corpus, tmp_path / "run", finish=True), capsys)
+    assert f"continuing {tmp_path / 'run'} from step 2" in out and step_losses(out) == {3: whole[3], 4: whole[4]}
+    done, straight = ckpt(tmp_path / "run"), ckpt(tmp_path / "whole")
+    assert done["iter_num"] == 4 and all(torch.equal(done["model"][k], w) for k, w in straight["model"].items())
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["init_from"] == "scratch"   # its origin
+    before = (tmp_path / "run" / "ckpt.pt").read_bytes()
+    with pytest.raises(SystemExit) as stop:
+        run_train(small(corpus, tmp_path / "run", finish=True), capsys)
+    assert stop.value.code == 0 and f"keeping {tmp_path / 'run'}: this run is there, finished at step 4" in \
+        capsys.readouterr().out
+    # a run made otherwise is refused with the fix, and left as it was
+    for kw, differs in [(dict(max_iters=3), "step 4, past --max_iters=3"),
+                        (dict(learning_rate=1e-2), "--learning_rate=0.003 (asked: 0.01)"),
+                        (dict(init_from=tmp_path / "whole"), f"--init_from='scratch' (asked: '{tmp_path / 'whole'}')")]:
+        with pytest.raises(ValueError, match=re.escape(f"other settings than these ({differs}): delete")):
+            run_train(small(corpus, tmp_path / "run", finish=True, **kw), capsys)
+    assert (tmp_path / "run" / "ckpt.pt").read_bytes() == before
+
+
+def test_a_cosine_run_resumes_only_with_its_own_length(corpus, tmp_path, capsys):
+    # the cosine schedule's rate at every step depends on max_iters: a longer resumed run is another run
+    run_train(small(corpus, tmp_path / "run", max_iters=2, lr_decay="cosine"), capsys)
+    with pytest.raises(ValueError, match=re.escape("pass --max_iters=2 (not 4)")):
+        run_train(small(corpus, tmp_path / "run", init_from="resume", lr_decay="cosine"), capsys)
