@@ -70,6 +70,17 @@ def get_tokenizer(name="bytes"):
                      f"(or to a folder holding one)")
 
 
+def same_tokenizer(a, b):
+    """Whether two tokenizer settings name one tokenizer: equal names, or paths to one tokenizer.json (a
+    file or its folder). Nothing is loaded or downloaded."""
+    def where(name):
+        name = str(name)
+        if name in ("bytes", "gpt-neox") or name in tiktoken.list_encoding_names():
+            return name
+        return str(Path(name, "tokenizer.json").resolve() if os.path.isdir(name) else Path(name).resolve())
+    return str(a) == str(b) or where(a) == where(b)
+
+
 def _tiktoken_encoding(name):
     """tiktoken downloads its BPE file on first use and caches it; offline, say where to put it."""
     try:

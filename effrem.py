@@ -30,8 +30,8 @@ import torch.nn.functional as F
 import data
 from configurator import configure
 from figures import plot_effrem
-from measure import (check_settings, checkpoint_infos, clustered_mean, clusters, document_sums, each_model,
-                     fetch_official, load_held_out, setup, to_json)
+from measure import (check_settings, check_tokenizers, checkpoint_infos, clustered_mean, clusters, document_sums,
+                     each_model, fetch_official, load_held_out, setup, to_json)
 
 # -----------------------------------------------------------------------------
 # the settings shared with evaluate.py, which describes them
@@ -145,7 +145,7 @@ def remembrance_of_checkpoint(model, seqs, doc_ids, t_list, names, batch_size, c
 
 def check_ts(t_list, T_ctx):
     if T_ctx < 2:
-        raise ValueError(f"T = {T_ctx}: EffRem_T(t) needs T >= 2, to have a t in [1, T - 1]")
+        raise ValueError(f"--T={T_ctx}: EffRem_T(t) needs T >= 2, to have a t in [1, T - 1]")
     if any(not 1 <= t < T_ctx for t in t_list):
         raise ValueError(f"ts must lie in [1, T - 1] = [1, {T_ctx - 1}], got {t_list}")
 
@@ -155,9 +155,10 @@ if __name__ == "__main__":
     names = [d for d in distances.split(",") if d]
     check_distances(names)
     infos = checkpoint_infos(checkpoints, labels)   # every error before any work
+    check_tokenizers(infos, tokenizer)
     T_ctx = T or 4 * infos[0]["T_train"]
+    check_ts([int(t) for t in ts], T_ctx)
     t_list = [int(t) for t in ts] or default_ts(T_ctx)
-    check_ts(t_list, T_ctx)
     fetch_official(infos)
     ctx = setup(seed, threads, device, dtype)
     held_out = load_held_out(infos[0], corpus, tokenizer, data_dir)
