@@ -213,8 +213,8 @@ def split_by_path(names):
 
 def fingerprint(names, texts, tokenizer):
     """What identifies a corpus: {documents, bytes, sha256} over every (name, content) pair, and the
-    tokenizer (tokenizer_key: the name, and a tokenizer.json's contents), and the share held out. Two prepared corpora with one fingerprint hold the same tokens
-    in the same split."""
+    tokenizer (tokenizer_key: the name, and a tokenizer.json's contents), and the share held out. Two
+    prepared corpora with one fingerprint hold the same tokens in the same split."""
     h = hashlib.sha256(tokenizer.encode())
     for name, text in zip(names, texts):
         h.update(name.encode() + b"\0" + hashlib.sha256(text).digest())
@@ -276,8 +276,9 @@ def prepare(corpus="stdlib", tokenizer="bytes", data_dir="data"):
     out.mkdir(parents=True, exist_ok=True)
     meta = {"corpus": corpus_id, "tokenizer": tok.name, "vocab_size": tok.vocab_size,
             "dtype": np.dtype(_token_dtype(tok.vocab_size)).name, "listing": listing,
-            "fingerprint": fingerprint(names, texts, tokenizer_key(tok)), "description": f"the *.py files in "
-            f"{_STDLIB}" if corpus == "stdlib" else f"the .txt / .jsonl documents in {corpus_id}"}
+            "fingerprint": fingerprint(names, texts, tokenizer_key(tok)),
+            "description": f"the *.py files in {_STDLIB}" if corpus == "stdlib"
+            else f"the .txt / .jsonl documents in {corpus_id}"}
     # Split by document, never inside one: the evaluation needs whole held-out documents.
     # Every file is written under a new name, then moved into place (meta.json last): a run that has
     # the old train.bin memory-mapped keeps reading the old file (truncating it in place would kill
@@ -472,7 +473,8 @@ def eval_sequences(data, n, length, seed=0, split="val"):
 
 if __name__ == "__main__":  # python data.py [corpus] [tokenizer]: prepare a corpus and describe it
     import sys
-    usage = "python data.py [corpus] [tokenizer]   prepares a corpus (default: stdlib, bytes) and describes it"
+    usage = ("python data.py [corpus] [tokenizer]   prepares a corpus (default: stdlib, bytes) and "
+             "describes it")
     if {"-h", "--help"} & set(sys.argv):
         print(__doc__ + "\n    " + usage)
         raise SystemExit(0)

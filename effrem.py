@@ -154,6 +154,8 @@ if __name__ == "__main__":
     check_settings(config, positive=("n_seqs", "batch_size", "chunk_len"), non_negative=("T", "threads"))
     names = [d for d in distances.split(",") if d]
     check_distances(names)
+    if T:                                           # given: checked before the checkpoints are read
+        check_ts([int(t) for t in ts], T)
     infos = checkpoint_infos(checkpoints, labels)   # every error before any work
     check_tokenizers(infos, tokenizer)
     T_ctx = T or 4 * infos[0]["T_train"]

@@ -81,7 +81,8 @@ def run_config(out_dir):
     ckpt = rundir.read_checkpoint(ckpt_file, mmap=True)
     saved = json.loads(json.dumps(ckpt.get("config", {})))            # as config.json would hold it
     differ = [k for k, v in saved.items() if cfg.get(k) != v]
-    differ += ["iter_num"] if "iter_num" in ckpt and cfg.get("iter_num", ckpt["iter_num"]) != ckpt["iter_num"] else []
+    if "iter_num" in ckpt and cfg.get("iter_num", ckpt["iter_num"]) != ckpt["iter_num"]:
+        differ.append("iter_num")
     if differ:
         raise ValueError(f"{path} and {ckpt_file} come from different runs (they differ in "
                          f"{', '.join(differ[:5])}): put the config.json of that ckpt.pt beside it")

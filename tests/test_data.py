@@ -376,3 +376,11 @@ def test_a_bad_jsonl_line_names_the_file_and_the_line(tmp_path):
         (corpus / "docs.jsonl").write_bytes(f"{good}\n{good}\n".encode() + line + b"\n")
         with pytest.raises(ValueError, match=f"docs.jsonl:3: {message}"):
             data.prepare(str(corpus), "bytes", tmp_path / "data")
+
+
+def test_data_py_refuses_extra_arguments():
+    # issue 23: a third argument was taken as data_dir, a fourth ended in a TypeError traceback
+    proc = subprocess.run([sys.executable, "data.py", "stdlib", "bytes", "data", "extra"], text=True,
+                          cwd=Path(data.__file__).parent, capture_output=True, timeout=60)
+    assert proc.returncode != 0 and "usage: python data.py [corpus] [tokenizer]" in proc.stderr
+    assert "Traceback" not in proc.stderr
