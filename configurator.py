@@ -22,6 +22,8 @@ def config_keys(module_globals):
 
 
 def _checked(key, value, default):
+    if isinstance(default, tuple) and type(value) is list:   # `ts = [1, 2]` in a config file, or --ts=[1,2]
+        value = tuple(value)
     if default is None or (value is not None and type(value) is type(default)):
         return value
     if isinstance(default, float) and type(value) is int:
@@ -38,33 +40,43 @@ def configure(module_globals, argv=None):
         print_help(module_globals, keys)
         sys.exit(0)
     for arg in argv:
+        if arg.startswith("-") and not arg.startswith("--"):
+            raise ValueError(f"arguments look like --key=value (two dashes), got {arg!r}")
         if not arg.startswith("--"):
-            try:
-                source = open(arg).read()
-            except OSError as e:
-                raise FileNotFoundError(f"config file {arg!r} could not be read: {e}") from None
-            print(f"overriding config with {arg}:\n{source}")
-            values = {}
-            exec(source, {}, values)
-            for key, value in values.items():
-                if key.startswith("_") or not isinstance(value, CONFIG_TYPES):
-                    continue                   # helpers and imports inside a config file
-                if key not in keys:
-                    raise ValueError(f"{arg}: unknown config key {key!r}; valid keys: {', '.join(sorted(keys))}")
-                module_globals[key] = _checked(key, value, module_globals[key])
-        else:
-            key, sep, text = arg[2:].partition("=")
-            if not sep:
-                raise ValueError(f"arguments look like --key=value, got {arg!r}")
-            if key not in keys:
-                raise ValueError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(keys))}")
-            try:
-                value = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                value = text                   # a bare string, e.g. --out_dir=out-sp
-            module_globals[key] = _checked(key, value, module_globals[key])
-            print(f"overriding: {key} = {module_globals[key]!r}")
+            _apply_file(arg, module_globals, keys)
+            continue
+        key, sep, text = arg[2:].partition("=")
+        if not sep:
+            raise ValueError(f"arguments look like --key=value, got {arg!r}")
+        if key not in keys:
+            raise ValueError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(keys))}")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text                   # a bare string, e.g. --out_dir=out-sp
+        if isinstance(module_globals[key], str) and not isinstance(value, str):
+            value = text                   # a string setting takes the text as given: --out_dir=2024
+        module_globals[key] = _checked(key, value, module_globals[key])
+        print(f"overriding: {key} = {module_globals[key]!r}")
     return {k: module_globals[k] for k in keys}
+
+
+def _apply_file(path, module_globals, keys):
+    """Run a config file and apply its assignments. Every plain value it assigns (a number, a string, a
+    tuple or list, a dict) must be a setting; only _private names, imports and functions are its own."""
+    try:
+        source = open(path).read()
+    except OSError as e:
+        raise FileNotFoundError(f"config file {path!r} could not be read: {e}") from None
+    print(f"overriding config with {path}:\n{source}")
+    values = {}
+    exec(compile(source, path, "exec"), {}, values)   # compiled under its name: errors say where
+    for key, value in values.items():
+        if key.startswith("_") or not isinstance(value, CONFIG_TYPES + (list, dict)):
+            continue                       # helpers and imports inside a config file
+        if key not in keys:
+            raise ValueError(f"{path}: unknown config key {key!r}; valid keys: {', '.join(sorted(keys))}")
+        module_globals[key] = _checked(key, value, module_globals[key])
 
 
 def print_help(module_globals, keys):

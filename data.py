@@ -70,6 +70,17 @@ def get_tokenizer(name="bytes"):
                      f"(or to a folder holding one)")
 
 
+def same_tokenizer(a, b):
+    """Whether two tokenizer settings name one tokenizer: equal names, or paths to one tokenizer.json (a
+    file or its folder). Nothing is loaded or downloaded."""
+    def where(name):
+        name = str(name)
+        if name in ("bytes", "gpt-neox") or name in tiktoken.list_encoding_names():
+            return name
+        return str(Path(name, "tokenizer.json").resolve() if os.path.isdir(name) else Path(name).resolve())
+    return str(a) == str(b) or where(a) == where(b)
+
+
 def _tiktoken_encoding(name):
     """tiktoken downloads its BPE file on first use and caches it; offline, say where to put it."""
     try:
@@ -125,14 +136,26 @@ def _files(corpus):
     return root, sorted(p.relative_to(root) for p in root.rglob("*") if p.suffix in (".txt", ".jsonl"))
 
 
-def _listing(corpus):
-    """A cheap key of the corpus's files (names and sizes): a prepared folder whose key differs was
-    made from other files, e.g. by another Python whose standard library differs."""
+def _listing(corpus, tok):
+    """A cheap key of the corpus's files and the tokenizer: each file's name, size and modification
+    time (an edit that keeps the size still changes the time), and tokenizer_key(tok). A prepared
+    folder whose key differs was made from other files (another Python's standard library, an
+    edited folder) or with another tokenizer.json at the same path. Hashing the contents instead
+    would read the whole corpus (230 MB for stdlib) at every start."""
     root, files = _files(corpus)
-    h = hashlib.sha256()
+    h = hashlib.sha256(tokenizer_key(tok).encode())
     for f in files:
-        h.update(f"{f}\0{(root / f).stat().st_size}\0".encode())
+        st = (root / f).stat()
+        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
     return h.hexdigest()[:16]
+
+
+def tokenizer_key(tok):
+    """What identifies a tokenizer: its name, and for a tokenizer.json (an absolute path) a hash of
+    the file too, since a tokenizer retrained at the same path makes other tokens."""
+    if not os.path.isabs(tok.name):
+        return tok.name   # "bytes", a tiktoken encoding, "gpt-neox": fixed by their names
+    return f"{tok.name}\0{hashlib.sha256(Path(tok.name).read_bytes()).hexdigest()[:16]}"
 
 
 def _documents(corpus):
@@ -190,8 +213,8 @@ def split_by_path(names):
 
 def fingerprint(names, texts, tokenizer):
     """What identifies a corpus: {documents, bytes, sha256} over every (name, content) pair, and the
-    tokenizer, and the share held out. Two prepared corpora with one fingerprint hold the same tokens
-    in the same split."""
+    tokenizer (tokenizer_key: the name, and a tokenizer.json's contents), and the share held out. Two
+    prepared corpora with one fingerprint hold the same tokens in the same split."""
     h = hashlib.sha256(tokenizer.encode())
     for name, text in zip(names, texts):
         h.update(name.encode() + b"\0" + hashlib.sha256(text).digest())
@@ -241,7 +264,7 @@ def prepare(corpus="stdlib", tokenizer="bytes", data_dir="data"):
     tok = get_tokenizer(tokenizer)
     corpus_id = corpus if corpus == "stdlib" else str(Path(corpus).resolve())
     out = Path(data_dir, f"{_short_name(corpus)}-{_short_name(tok.name)}")
-    listing = _listing(corpus)
+    listing = _listing(corpus, tok)
     if _reusable(out, corpus_id, tok.name, listing):
         print(f"reusing {out} (delete it to tokenize again)")
         return str(out)
@@ -253,14 +276,26 @@ def prepare(corpus="stdlib", tokenizer="bytes", data_dir="data"):
     out.mkdir(parents=True, exist_ok=True)
     meta = {"corpus": corpus_id, "tokenizer": tok.name, "vocab_size": tok.vocab_size,
             "dtype": np.dtype(_token_dtype(tok.vocab_size)).name, "listing": listing,
-            "fingerprint": fingerprint(names, texts, tok.name), "description": f"the *.py files in "
-            f"{_STDLIB}" if corpus == "stdlib" else f"the .txt / .jsonl documents in {corpus_id}"}
+            "fingerprint": fingerprint(names, texts, tokenizer_key(tok)),
+            "description": f"the *.py files in {_STDLIB}" if corpus == "stdlib"
+            else f"the .txt / .jsonl documents in {corpus_id}"}
     # Split by document, never inside one: the evaluation needs whole held-out documents.
-    for split, idx in split_by_path(names).items():
-        n_tokens = _write_split(out, split, [texts[i] for i in idx], tok, t0)
-        meta[split] = {"documents": len(idx), "tokens": n_tokens, "names": [names[i] for i in idx]}
-    (out / "meta.json.tmp").write_text(json.dumps(meta, indent=1))
-    os.replace(out / "meta.json.tmp", out / "meta.json")  # atomic: meta.json is whole or absent
+    # Every file is written under a new name, then moved into place (meta.json last): a run that has
+    # the old train.bin memory-mapped keeps reading the old file (truncating it in place would kill
+    # that run with SIGBUS, or feed it other tokens than its checkpoint's fingerprint says).
+    tmp, written = f"{os.getpid()}.tmp", ["meta.json"]
+    try:
+        for split, idx in split_by_path(names).items():
+            n_tokens, files = _write_split(out, split, [texts[i] for i in idx], tok, t0)
+            meta[split] = {"documents": len(idx), "tokens": n_tokens, "names": [names[i] for i in idx]}
+            written = files + written
+        (out / f"meta.json.{tmp}").write_text(json.dumps(meta, indent=1))
+    except BaseException:                      # interrupted: leave no half-written file behind
+        for f in out.glob(f"*.{tmp}"):
+            f.unlink()
+        raise
+    for name in written:
+        os.replace(out / f"{name}.{tmp}", out / name)   # atomic: whole, old or new
     print(f"prepared {out}: {meta['train']['tokens']:,} train and {meta['val']['tokens']:,} val "
           f"tokens in {time.time() - t0:.1f}s")
     return str(out)
@@ -289,14 +324,16 @@ def _token_dtype(vocab_size):
 
 
 def _write_split(out, split, texts, tok, t0):
-    """Tokenize `texts` into out/<split>.bin and out/<split>_docs.npy; returns the token count.
+    """Tokenize `texts` into out/<split>.bin and out/<split>_docs.npy, each first written under a
+    temporary name, <name>.<pid>.tmp; returns the token count and the two names.
 
     Documents go back to back with nothing between them: the byte vocabulary has no spare id for
     an end-of-text token, and the offsets in <split>_docs.npy already record the boundaries
     (eval_sequences clusters its windows by the document they start in)."""
     dtype = _token_dtype(tok.vocab_size)
     starts, n_tokens, shown = [], 0, time.time()
-    with open(out / f"{split}.bin", "wb") as f:
+    tmp = f"{os.getpid()}.tmp"   # this process's: two prepares at once never write one file
+    with open(out / f"{split}.bin.{tmp}", "wb") as f:
         for done, text in enumerate(texts, 1):
             if tok.name == "bytes":  # the file's own bytes: nothing lost to decoding
                 ids = np.frombuffer(text, dtype=np.uint8)
@@ -308,8 +345,9 @@ def _write_split(out, split, texts, tok, t0):
             if time.time() - shown > 10:  # BPE on tens of MB takes a while: show it moving
                 print(f"{split}: tokenized {done}/{len(texts)} documents in {time.time() - t0:.0f}s")
                 shown = time.time()
-    np.save(out / f"{split}_docs.npy", np.array(starts, dtype=np.int64))
-    return n_tokens
+    with open(out / f"{split}_docs.npy.{tmp}", "wb") as f:
+        np.save(f, np.array(starts, dtype=np.int64))
+    return n_tokens, [f"{split}.bin", f"{split}_docs.npy"]
 
 
 @dataclass
@@ -437,10 +475,13 @@ def eval_sequences(data, n, length, seed=0, split="val"):
 
 if __name__ == "__main__":  # python data.py [corpus] [tokenizer]: prepare a corpus and describe it
     import sys
+    usage = ("python data.py [corpus] [tokenizer]   prepares a corpus (default: stdlib, bytes) and "
+             "describes it")
     if {"-h", "--help"} & set(sys.argv):
-        print(__doc__ + "\n    python data.py [corpus] [tokenizer]   prepares a corpus (default: stdlib, bytes) "
-              "and describes it")
+        print(__doc__ + "\n    " + usage)
         raise SystemExit(0)
+    if len(sys.argv) > 3 or any(a.startswith("-") for a in sys.argv[1:]):
+        raise SystemExit(f"usage: {usage}; got {' '.join(sys.argv[1:])}")
     d = load(prepare(*sys.argv[1:]))
     print({k: v for k, v in d.meta.items() if k not in ("train", "val")})
     for split in ("train", "val"):

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 import data
 from configurator import configure
 from figures import plot_effrem
-from measure import (check_settings, checkpoint_infos, clustered_mean, clusters, document_sums, each_model,
-                     fetch_official, load_held_out, quiet_ctrl_c, setup, to_json)
+from measure import (check_settings, check_tokenizers, checkpoint_infos, clustered_mean, clusters, document_sums,
+                     each_model, fetch_official, load_held_out, quiet_ctrl_c, setup, to_json)
 
 # -----------------------------------------------------------------------------
 # the same settings as evaluate.py's, which describes them (`python evaluate.py --help`)
@@ -156,7 +156,7 @@ def remembrance_of_checkpoint(model, seqs, doc_ids, t_list, names, batch_size, c
 
 def check_ts(t_list, T_ctx):
     if T_ctx < 2:
-        raise ValueError(f"T = {T_ctx}: EffRem_T(t) needs T >= 2, to have a t in [1, T - 1]")
+        raise ValueError(f"--T={T_ctx}: EffRem_T(t) needs T >= 2, to have a t in [1, T - 1]")
     if any(not 1 <= t < T_ctx for t in t_list):
         raise ValueError(f"ts must lie in [1, T - 1] = [1, {T_ctx - 1}], got {t_list}")
 
@@ -166,10 +166,13 @@ if __name__ == "__main__":
     check_settings(config, positive=("n_seqs", "batch_size", "chunk_len"), non_negative=("T", "threads"))
     names = [d for d in distances.split(",") if d]
     check_distances(names)
+    if T:                                           # given: checked before the checkpoints are read
+        check_ts([int(t) for t in ts], T)
     infos = checkpoint_infos(checkpoints, labels)   # every error before any work
+    check_tokenizers(infos, tokenizer)
     T_ctx = T or 4 * infos[0]["T_train"]
+    check_ts([int(t) for t in ts], T_ctx)
     t_list = [int(t) for t in ts] or default_ts(T_ctx)
-    check_ts(t_list, T_ctx)
     fetch_official(infos)
     ctx = setup(seed, threads, device, dtype)
     held_out = load_held_out(infos[0], corpus, tokenizer, data_dir)

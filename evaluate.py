@@ -51,8 +51,8 @@ import torch.nn.functional as F
 import data
 from configurator import configure
 from figures import plot_ppl, plot_reference, plot_state_heads, plot_state_std
-from measure import (check_settings, checkpoint_infos, clustered_mean, clusters, document_sums, each_model,
-                     fetch_official, load_held_out, quiet_ctrl_c, setup, to_json, with_reference)
+from measure import (check_settings, check_tokenizers, checkpoint_infos, clustered_mean, clusters, document_sums,
+                     each_model, fetch_official, load_held_out, quiet_ctrl_c, setup, to_json, with_reference)
 from measure import checkpoint_info, load_model  # noqa: F401  (tasks.py calls them as evaluate.*)
 
 # -----------------------------------------------------------------------------
@@ -405,6 +405,7 @@ if __name__ == "__main__":
     check_settings(config, positive=("n_seqs", "batch_size", "chunk_len", "smooth", "n_drift_heads"),
                    non_negative=("seq_len", "threads"))
     infos, ref_index = with_reference(checkpoint_infos(checkpoints, labels), reference)
+    check_tokenizers(infos, tokenizer)
     L = seq_len or 32 * infos[0]["T_train"]
     for i in infos:                                 # every error before any work
         check_length(L, i["T_train"])

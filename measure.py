@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 import data
+import rundir
 from configurator import set_threads
 from model import LM, checkpoint_files, is_hub_id
 
@@ -38,14 +39,23 @@ def quiet_ctrl_c(script):
 
 
 def check_settings(settings, positive=(), non_negative=()):
-    """Before any work: each setting named in `positive` is an integer > 0, in `non_negative` >= 0, and
-    dtype is one of DTYPES. settings: the dict configure() returned."""
+    """Before any work: each setting named in `positive` is an integer > 0, in `non_negative` >= 0, the
+    device exists, dtype is one of DTYPES (float32 on the CPU: autocast is CUDA's here), and out_dir can be
+    written (rundir.check_out_dir; it is made only when the results are written). settings: the dict
+    configure() returned."""
     for name in (*positive, *non_negative):
         value, least = settings[name], 1 if name in positive else 0
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ValueError(f"--{name}={value!r}: must be an integer >= {least}")
-    if settings["dtype"] not in DTYPES:
-        raise ValueError(f"--dtype={settings['dtype']!r}: expected one of {', '.join(DTYPES)}")
+    device, dtype = settings["device"], settings["dtype"]
+    if not (device == "cpu" or device.startswith("cuda") and torch.cuda.is_available()):
+        raise ValueError(f"--device={device!r}: must be 'cpu', or 'cuda' on a machine with CUDA (this one has "
+                         f"{'no CUDA' if not torch.cuda.is_available() else 'CUDA'})")
+    if dtype not in DTYPES:
+        raise ValueError(f"--dtype={dtype!r}: expected one of {', '.join(DTYPES)}")
+    if device == "cpu" and dtype != "float32":
+        raise ValueError(f"--dtype={dtype!r}: must be 'float32' on the CPU (mixed precision is for CUDA)")
+    rundir.check_out_dir(settings["out_dir"])
 
 
 def checkpoint_info(name):
@@ -53,11 +63,7 @@ def checkpoint_info(name):
     T_train, corpus, tokenizer, data_dir, fingerprint} (the data settings None where it does not say)."""
     if os.path.isdir(name):
         if os.path.isfile(os.path.join(name, "ckpt.pt")):       # a run of train.py
-            path = os.path.join(name, "config.json")
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"{path} not found: train.py writes it beside ckpt.pt")
-            with open(path) as f:
-                cfg = json.load(f)
+            cfg = run_config(name)
             return dict(name=name, label=cfg["intervention"], T_train=cfg["block_size"],
                         corpus=cfg["corpus"], tokenizer=cfg["tokenizer"], data_dir=cfg["data_dir"],
                         fingerprint=cfg.get("corpus_fingerprint"))
@@ -73,13 +79,55 @@ def checkpoint_info(name):
                 data_dir=None, fingerprint=None)
 
 
+def run_config(out_dir):
+    """The config.json of a train.py run, checked against its ckpt.pt (mapped, not read: cheap) before any
+    work: both whole, and from the same run (the settings and the step that ckpt.pt records)."""
+    ckpt_file, path = os.path.join(out_dir, "ckpt.pt"), os.path.join(out_dir, "config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found: train.py writes it beside ckpt.pt")
+    try:
+        with open(path) as f:
+            cfg = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e}): restore it from a copy of the run") from None
+    missing = [k for k in ("intervention", "block_size", "corpus", "tokenizer", "data_dir") if k not in cfg]
+    if missing:
+        raise ValueError(f"{path} lacks {', '.join(map(repr, missing))}: it was not written by train.py, or it "
+                         f"was edited. Restore it from a copy of the run")
+    ckpt = rundir.read_checkpoint(ckpt_file, mmap=True)
+    saved = json.loads(json.dumps(ckpt.get("config", {})))            # as config.json would hold it
+    differ = [k for k, v in saved.items() if cfg.get(k) != v]
+    if "iter_num" in ckpt and cfg.get("iter_num", ckpt["iter_num"]) != ckpt["iter_num"]:
+        differ.append("iter_num")
+    if differ:
+        raise ValueError(f"{path} and {ckpt_file} come from different runs (they differ in "
+                         f"{', '.join(differ[:5])}): put the config.json of that ckpt.pt beside it")
+    return cfg
+
+
+def checkpoint_names(checkpoints):
+    """The comma-separated checkpoints as a list (a trailing comma is fine); none, or one given twice (it
+    would be scored twice under one label), is an error."""
+    names = [name for name in checkpoints.split(",") if name]
+    if not names:
+        raise ValueError("no checkpoints given: --checkpoints=out_dir1,out_dir2,...")
+    paths = [os.path.normpath(n) for n in names]
+    twice = sorted({p for p in paths if paths.count(p) > 1})
+    if twice:
+        raise ValueError(f"{', '.join(twice)} is given twice in --checkpoints: give each checkpoint once")
+    return names
+
+
+def split_labels(labels):
+    """The comma-separated labels as a list, a trailing comma ignored as in checkpoint_names."""
+    return [label for label in labels.split(",") if label]
+
+
 def checkpoint_infos(checkpoints, labels=""):
     """checkpoint_info of each comma-separated checkpoint, labelled by `labels` (comma-separated, one per
     checkpoint) or else by its intervention, and by its directory where two runs share one."""
-    infos = [checkpoint_info(name) for name in checkpoints.split(",") if name]
-    if not infos:
-        raise ValueError("no checkpoints given: --checkpoints=out_dir1,out_dir2,...")
-    given = labels.split(",") if labels else [i["label"] for i in infos]
+    infos = [checkpoint_info(name) for name in checkpoint_names(checkpoints)]
+    given = split_labels(labels) or [i["label"] for i in infos]
     if len(given) != len(infos):
         raise ValueError(f"{len(given)} labels for {len(infos)} checkpoints: give one label per checkpoint")
     for info, label in zip(infos, given):
@@ -115,6 +163,17 @@ def load_model(name, device):
     return model.to(device).eval()
 
 
+def check_tokenizers(infos, tokenizer):
+    """Before any data: every checkpoint was trained with the tokenizer the held-out text is tokenized with
+    (`tokenizer`, else the first checkpoint's): another one's ids would mean other text."""
+    used = tokenizer or infos[0]["tokenizer"] or "gpt-neox"
+    for info in infos:
+        if info["tokenizer"] is not None and not data.same_tokenizer(info["tokenizer"], used):
+            raise ValueError(f"{info['name']} was trained with the tokenizer {info['tokenizer']!r}, and the "
+                             f"held-out text is tokenized with {used!r}: evaluate it with "
+                             f"--tokenizer={info['tokenizer']}, in a run of its own")
+
+
 def load_held_out(info, corpus, tokenizer, data_dir):
     """The prepared corpus: the settings given, else those of the checkpoint described by `info`."""
     corpus = corpus or info["corpus"] or "stdlib"
@@ -130,8 +189,6 @@ def each_model(infos, held_out, device):
         if model.config.vocab_size < held_out.vocab_size:
             raise ValueError(f"{info['name']} has a vocabulary of {model.config.vocab_size}, the corpus's "
                              f"tokenizer {held_out.vocab_size}: evaluate with the tokenizer it was trained on")
-        if info["tokenizer"] not in (None, held_out.meta["tokenizer"]):
-            print(f"warning: {info['name']} was trained with tokenizer {info['tokenizer']!r}")
         if info["corpus"] is not None:   # a run of train.py: was it trained on this corpus?
             for w in data.check_corpus(info["fingerprint"], held_out, info["name"]):
                 print(f"warning: {w}")

@@ -35,6 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import rundir
 from mixers import GLA, RMSNorm, RWKV6Block, Mamba1, Mamba2
 
 ARCHS = ("mamba1", "mamba2", "gla", "rwkv6")
@@ -297,7 +298,7 @@ class LM(nn.Module):
         checked before any weight is assigned; every problem raises with the fix in its message."""
         ckpt_file = os.path.join(name_or_path, "ckpt.pt")
         if os.path.isfile(ckpt_file):   # one of this project's training runs
-            ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=True)
+            ckpt = rundir.read_checkpoint(ckpt_file)   # damaged or not a checkpoint: the path and the fix
             try:
                 config = ModelConfig(**ckpt["model_config"])
             except (TypeError, ValueError) as e:

@@ -6,12 +6,16 @@ The run directory of train.py (its out_dir), made safe to stop, resume and repea
                                         it holds no other run, unless overwrite=True
     release(out_dir)                    the lock, once the run has saved for the last time (or at exit)
     check_space(out_dir, nbytes)        room for a checkpoint of about nbytes beside the last one
+    check_memory(nbytes, fix)           room in memory for a CPU training step of about nbytes
     save(out_dir, ckpt, record)         ckpt.pt and config.json, each written whole to a .tmp file, then
                                         renamed over the old one: an interruption or a full disk leaves the
                                         last checkpoint as it was, and no .tmp file behind
     load(out_dir)                       ckpt.pt, or an error that says what to do
     same_run(out_dir, config, keys, n)  for finish=True: ckpt.pt if it holds the run config asks for (alike
                                         in keys, at most n steps), None if there is none, else an error
+    read_checkpoint(path)               any ckpt.pt of train.py (to resume, post-train or evaluate it),
+                                        or an error with the path and the fix
+    check_out_dir(out_dir)              before a script's work: its out_dir can be made and written
 
 It is kept apart from train.py so that the training reads top to bottom; nothing here knows the model.
 """
@@ -28,10 +32,13 @@ LOCK = "train.lock"
 
 
 def claim(out_dir, resume, overwrite):
-    """Take out_dir for this run, or raise with what to do."""
+    """Take out_dir for this run, or raise with what to do. An out_dir made here and left empty (the run
+    refused before its first save) is removed again at release."""
+    check_out_dir(out_dir)
+    made = not os.path.isdir(out_dir)
     try:
         os.makedirs(out_dir, exist_ok=True)
-        _lock(out_dir)
+        _lock(out_dir, made)
     except _Locked:
         raise
     except OSError as e:
@@ -48,9 +55,10 @@ class _Locked(FileExistsError):
     pass
 
 
-def _lock(out_dir):
+def _lock(out_dir, made):
     """Create out_dir/train.lock holding "host pid", removed when this process exits. A lock whose process
-    is gone (killed, or the machine restarted) is stale and taken over."""
+    is gone (killed, or the machine restarted: its pid may now be another program's) is stale and taken
+    over."""
     path, host = os.path.join(out_dir, LOCK), socket.gethostname()
     for _ in range(2):
         try:
@@ -66,7 +74,7 @@ def _lock(out_dir):
             continue
         with os.fdopen(fd, "w") as f:
             f.write(f"{host} {os.getpid()}")
-        atexit.register(release, out_dir)
+        atexit.register(release, out_dir, made)
         return
 
 
@@ -81,17 +89,41 @@ def _alive(holder_host, pid, host):
         return False
     except PermissionError:
         return True                    # another user's process
-    return True
+    try:                               # Linux: a live pid that is not a train.py was reused by the system
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"train.py" in f.read()
+    except OSError:
+        return True                    # no /proc: it cannot be checked
 
 
-def release(out_dir):
+def release(out_dir, made=False):
+    """Remove this process's lock; and out_dir too if claim made it and nothing else was written there."""
     path = os.path.join(out_dir, LOCK)
     try:
         with open(path) as f:
             if f.read() == f"{socket.gethostname()} {os.getpid()}":   # never another run's lock
                 os.remove(path)
+        if made and not os.listdir(out_dir):
+            os.rmdir(out_dir)
     except OSError:
         pass
+
+
+def check_out_dir(out_dir):
+    """Before any work: out_dir is a writable directory, or can be made as one (without making it yet).
+    Raises with the path and the fix: a file in the way, a dangling link, a folder that cannot be written."""
+    path = os.path.abspath(out_dir)
+    while not os.path.isdir(path):
+        if os.path.islink(path) and not os.path.exists(path):
+            raise FileExistsError(f"out_dir {out_dir!r}: {path} is a link to {os.readlink(path)}, which does "
+                                  f"not exist: make that folder, remove the link or pick another --out_dir")
+        if os.path.exists(path):
+            raise NotADirectoryError(f"out_dir {out_dir!r} cannot be written (Not a directory: {path} is a "
+                                     f"file): pick another --out_dir")
+        path = os.path.dirname(path)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(f"out_dir {out_dir!r} cannot be written ({path} is not writable): pick another "
+                              f"--out_dir")
 
 
 def _describe(record):
@@ -109,6 +141,21 @@ def check_space(out_dir, nbytes):
         raise OSError(f"{out_dir} has {free / 2**20:,.0f} MB free, and a checkpoint of this run takes about "
                       f"{nbytes / 2**20:,.0f} MB (twice that while a new one replaces the last): free some space "
                       f"or pick another --out_dir")
+
+
+def check_memory(nbytes, fix):
+    """Refuse a CPU run whose training step needs about nbytes (the activations kept for the backward
+    pass) when the machine has less memory available: the kernel would kill it minutes later with no
+    word (and leave its lock). `fix` says which settings lower it. (On CUDA, torch itself stops at the
+    first step with an out-of-memory error that gives the numbers.)"""
+    try:
+        with open("/proc/meminfo") as f:
+            free = 1024 * int(next(line for line in f if line.startswith("MemAvailable:")).split()[1])
+    except (OSError, StopIteration):
+        return                         # not Linux: it cannot be checked
+    if nbytes > free:
+        raise MemoryError(f"a training step needs about {nbytes / 2**30:,.1f} GiB of memory and this machine "
+                          f"has {free / 2**30:,.1f} GiB available: {fix}")
 
 
 def save(out_dir, ckpt, record):
@@ -134,16 +181,27 @@ def save(out_dir, ckpt, record):
 
 
 def load(out_dir):
-    """out_dir/ckpt.pt on the CPU."""
+    """out_dir/ckpt.pt on the CPU, to resume it."""
     path = os.path.join(out_dir, "ckpt.pt")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"init_from='resume' but there is no {path}: train into {out_dir} first")
+    return read_checkpoint(path)
+
+
+def read_checkpoint(path, mmap=False):
+    """A ckpt.pt of train.py on the CPU: a dict with at least "model" and "model_config". mmap=True maps
+    the tensors instead of reading them (a cheap check of a checkpoint before the work that needs it)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError) as e:   # cut short, or not a checkpoint
-        raise ValueError(f"{path} cannot be read ({type(e).__name__}: {e}): it is damaged or is not a "
-                         f"checkpoint of train.py. Restore it from a copy, or start again with another "
-                         f"--out_dir") from None
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except (RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as e:
+        # cut short, random bytes or another format. torch's own message is left out: for a file it
+        # cannot unpickle it suggests weights_only=False, which would run whatever code the file holds
+        ckpt = e
+    if isinstance(ckpt, Exception) or not isinstance(ckpt, dict) or not {"model", "model_config"} <= set(ckpt):
+        what = f"{type(ckpt).__name__}" if isinstance(ckpt, Exception) else "no model in it"
+        raise ValueError(f"{path} cannot be read ({what}): it is damaged or is not a checkpoint of train.py. "
+                         f"Restore it from a copy, or train it again") from None
+    return ckpt
 
 
 BEFORE_THE_SETTING = {"pass_conv": True}   # what runs saved before a setting existed did

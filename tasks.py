@@ -34,6 +34,7 @@ import torch
 
 import data
 import evaluate
+import measure
 from configurator import configure
 
 # -----------------------------------------------------------------------------------------------
@@ -238,6 +239,12 @@ def get_batch(task, split, batch_size, block_size, generator, dataset, device="c
     tok, filler = _tokenizer(dataset.meta["tokenizer"]), getattr(dataset, split)
     x, y = np.zeros((batch_size, block_size + 1), np.int64), np.full((batch_size, block_size), -1)
     n = block_size + 1 - len(tok.encode(" bathroom\n"))   # room for the longest answer (" 12345\n" is shorter)
+    if task == "passkey":    # in block_size's terms, not n_tokens' (passkey_example's)
+        fixed = sum(len(tok.encode(t)) for t in (INSTRUCTION, KEY_SENTENCE.format(key="12345"), QUESTION))
+        if n < fixed:
+            raise ValueError(f"block_size = {block_size} is too short for passkey prompts: the instruction, key "
+                             f"sentence, question and answer take {fixed + block_size + 1 - n} tokens. Raise "
+                             f"--block_size to at least {fixed + block_size - n}")
     for b in range(batch_size):
         if task == "passkey":
             prompt, answer = passkey_example(n, rng.random(), tok, rng, filler)
@@ -411,13 +418,13 @@ if __name__ == "__main__":
     evaluate.quiet_ctrl_c("tasks.py")
     if task not in TASKS:
         raise ValueError(f"--task={task!r}: use one of {', '.join(TASKS)}")
-    ctx = evaluate.setup(seed, threads, device, dtype)
-    infos = [evaluate.checkpoint_info(name) for name in checkpoints.split(",") if name]
-    if not infos:
-        raise ValueError("no checkpoints given: --checkpoints=out_dir1,out_dir2,...")
-    given = labels.split(",") if labels else [i["label"] for i in infos]
+    measure.check_settings(config, positive=("n_examples",), non_negative=("threads",))   # out_dir too
+    infos = [evaluate.checkpoint_info(name) for name in measure.checkpoint_names(checkpoints)]
+    given = measure.split_labels(labels) or [i["label"] for i in infos]
     if len(given) != len(infos):
         raise ValueError(f"{len(given)} labels for {len(infos)} checkpoints: give one label per checkpoint")
+    measure.check_tokenizers(infos, "")   # the prompts are tokenized with the first checkpoint's
+    ctx = evaluate.setup(seed, threads, device, dtype)
     T = infos[0]["T_train"]
     tok = data.get_tokenizer(infos[0]["tokenizer"] or "bytes")
     filler = corpus_split(tok.name, "val", corpus or infos[0]["corpus"] or "stdlib",   # held-out text

@@ -11,6 +11,7 @@ The settings are the globals below; a config file, then --key=value flags, overr
 (configurator.py). An unknown key is an error. Ctrl-C or SIGTERM ends the current step, saves, and
 exits; `--init_from=resume` then continues with the losses the uninterrupted run would have had.
 """
+import datetime
 import gc
 import math
 import os
@@ -29,6 +30,7 @@ import rundir
 import tasks
 from configurator import configure, set_threads
 from interventions import INTERVENTIONS, make_sampler
+from measure import checkpoint_info
 from model import LM, ModelConfig
 
 if int(os.environ.get("RANK", 0)) > 0:   # under torchrun only rank 0 prints (errors reach stderr from all)
@@ -87,6 +89,8 @@ min_lr = 3e-4                  # where the cosine ends
 device = "cuda" if torch.cuda.is_available() else "cpu"
 dtype = "bfloat16" if torch.cuda.is_available() else "float32"   # autocast's on CUDA; float32 on the CPU
 threads = 0                    # CPU threads for torch; 0 = as many as the cores other jobs leave free
+ddp_timeout = 600              # torchrun: seconds a process waits for the others before the job ends (a
+                               # stopped or hung peer); rank 0 prepares the corpus within it (python data.py first)
 seed = 1337                    # the model's init, the batches, the interventions' draws
 config = configure(globals())
 # -----------------------------------------------------------------------------------------------
@@ -126,6 +130,7 @@ rules = [
     ("threads", threads >= 0, "0 (picked for the load) or more"),
     ("finish", not finish or not overwrite and init_from != "resume", "False with --overwrite=True or "
      "--init_from=resume: it keeps or continues only the run these very settings make"),
+    ("ddp_timeout", ddp_timeout > 0, "positive (seconds)"),
 ]
 bad = [f"--{key}={globals()[key]!r}: must be {rule}" for key, ok, rule in rules if not ok]
 if bad:
@@ -138,7 +143,18 @@ ddp = "RANK" in os.environ
 rank, local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
 master = rank == 0                               # writes the checkpoints and the log
 if ddp:
-    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo",
+                            timeout=datetime.timedelta(seconds=ddp_timeout))
+
+    def stuck_peer(kind, error, tb):
+        """A collective that timed out: say what it means before the traceback (torchrun then ends the job)."""
+        if "timed out" in str(error).lower() or "timeout" in str(error).lower():
+            print(f"rank {rank}: no word from another process for --ddp_timeout={ddp_timeout} seconds (stopped, "
+                  f"hung, or still preparing the corpus): ending the job. Continue from the last checkpoint with "
+                  f"--init_from=resume (prepare a large corpus first with python data.py, or raise "
+                  f"--ddp_timeout)", file=sys.stderr, flush=True)
+        sys.__excepthook__(kind, error, tb)
+    sys.excepthook = stuck_peer
     if device.startswith("cuda"):
         device = f"cuda:{local_rank}"
         torch.cuda.set_device(device)
@@ -156,10 +172,12 @@ if master:
 
 # What may differ between the pieces of one run (stopped, then resumed): where and how it runs, not its
 # numbers. With a cosine schedule the length sets every step's rate, so there max_iters must stay.
+# dtype goes with the device (a CUDA bfloat16 run continues on the CPU in float32); a post-training's or a
+# resumed run's model is its checkpoint's, so there the model's settings are the checkpoint's to say.
 free = ("out_dir", "init_from", "overwrite", "finish", "eval_interval", "eval_iters", "log_interval",
-        "final_eval_seqs", "data_dir", "device", "scan_backend", "threads")
+        "final_eval_seqs", "data_dir", "device", "dtype", "scan_backend", "threads", "ddp_timeout")
 free += ("max_iters",) * (lr_decay == "constant")
-fixed = [k for k in config if k not in free]
+fixed = [k for k in config if k not in free and (init_from == "scratch" or k not in model_args)]
 
 # the model of a resumed run or a post-training, loaded before the data so that a wrong path fails at once
 ckpt, model = None, None
@@ -191,8 +209,19 @@ if init_from == "resume":
     model = LM(ModelConfig(**ckpt["model_config"] | {"scan_backend": scan_backend}))
     model.load_state_dict(ckpt["model"])
 elif init_from != "scratch":                        # post-training: a fresh optimiser from step 0
+    trained_with = checkpoint_info(init_from)["tokenizer"]   # read first: a damaged run fails with the fix
+    if not data.same_tokenizer(trained_with, tokenizer):
+        raise ValueError(f"{init_from} was trained with the tokenizer {trained_with!r}, and this run tokenizes "
+                         f"with {tokenizer!r}: its token ids would mean other text. Pass --tokenizer={trained_with}")
     model = LM.from_pretrained(init_from)
     model.config.scan_backend = scan_backend
+if model is not None:   # the model is the checkpoint's: config.json records its settings, not the defaults
+    given = {k: config[k] for k in model_args if k != "scan_backend" and config[k] != getattr(model.config, k)}
+    if given:
+        print(f"the model comes from {out_dir if init_from == 'resume' else init_from}: its "
+              + ", ".join(f"{k}={getattr(model.config, k)!r}" for k in given) + " are used (not "
+              + ", ".join(f"{k}={v!r}" for k, v in given.items()) + ")")
+    config.update({k: getattr(model.config, k) for k in given})
 
 # the data: tokenized once into data_dir (by rank 0 while the others wait), then memory-mapped
 if not master:
@@ -230,6 +259,13 @@ if model.config.vocab_size < dataset.vocab_size:
     raise ValueError(f"the model knows {model.config.vocab_size} tokens, the {tokenizer!r} tokenizer "
                      f"makes {dataset.vocab_size}: use the model's tokenizer")
 raw_model = model.to(device)
+if device_type == "cpu":   # the activations kept for backward: ~0.12 MB per token of the default model
+    c = raw_model.config   # (measured peak RSS: ~6 floats per head and chunk position, ~24 per channel)
+    heads, width = (c.nheads, c.d_inner) if c.arch == "mamba2" else (c.num_heads, c.d_model + c.mlp_width // 2)
+    per_token = 4 * (c.n_layer * (6 * heads * c.chunk_size + 24 * width) + 4 * c.padded_vocab_size)
+    rundir.check_memory(per_token * batch_size * block_size * int(os.environ.get("LOCAL_WORLD_SIZE", 1)),
+                        f"lower --batch_size (and raise --gradient_accumulation_steps to keep the batch), or "
+                        f"--block_size (now {batch_size} x {block_size} tokens per micro-batch)")
 if ddp:   # averages the gradients over the processes in backward()
     model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
 
@@ -276,7 +312,8 @@ def sampler_state(saved):
 iter_num = 0
 if ckpt is not None:                                # everything needed to continue exactly
     optimizer.load_state_dict(ckpt["optimizer"])
-    scaler.load_state_dict(ckpt["scaler"])
+    if ckpt["scaler"]:                              # empty when the run did not use float16
+        scaler.load_state_dict(ckpt["scaler"])
     sampler.load_state_dict(moved(sampler_state(ckpt["samplers"]), device))
     data_gen.set_state(ckpt["data_gen"])
     if stream is not None:

@@ -1,6 +1,10 @@
 """data.py: every check reads the source files or the .bin files directly as its reference."""
+import hashlib
 import json
+import subprocess
+import sys
 import sysconfig
+import time
 from pathlib import Path
 
 import numpy as np
@@ -144,6 +148,64 @@ def test_a_changed_corpus_is_prepared_again(corpus, tmp_path, capsys):
     assert after.meta["fingerprint"]["sha256"] != before["sha256"]
     names = after.meta["train"]["names"] + after.meta["val"]["names"]
     assert "new.txt" in names and len(after.train) + len(after.val) == after.meta["fingerprint"]["bytes"]
+
+
+# a second process that memory-maps a prepared corpus (as a running train.py does), then, once told to,
+# reads all of its train.bin; it prints the hash of what it read
+READER = """import hashlib, sys, data
+d = data.load(sys.argv[1])
+print("mapped", flush=True)
+sys.stdin.readline()
+print(hashlib.sha256(bytes(d.train)).hexdigest())"""
+
+
+def test_preparing_again_leaves_a_reader_its_tokens(corpus, tmp_path):
+    # issue 23, case 1: run A reads the corpus; three of its files go and run B prepares it again.
+    # train.bin was truncated in place under A (SIGBUS); now it is a new file moved into place
+    path = data.prepare(str(corpus), "bytes", tmp_path / "data")
+    old = hashlib.sha256((Path(path) / "train.bin").read_bytes()).hexdigest()
+    reader = subprocess.Popen([sys.executable, "-c", READER, path], cwd=Path(data.__file__).parent,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert reader.stdout.readline() == "mapped\n"
+    for f in sorted(corpus.rglob("*.txt"))[:3]:
+        f.unlink()
+    data.prepare(str(corpus), "bytes", tmp_path / "data")
+    out, _ = reader.communicate("go\n", timeout=60)
+    assert reader.returncode == 0 and out.strip() == old           # A read the tokens it started with
+    new = data.load(path)
+    assert new.meta["fingerprint"]["documents"] == len(source_docs(corpus))
+    assert len(new.train) == new.meta["train"]["tokens"]
+    assert not list(Path(path).glob("*.tmp"))
+
+
+def test_an_edit_of_one_size_or_a_retrained_tokenizer_is_prepared_again(corpus, tiny_bpe, tmp_path, capsys):
+    # issue 23, case 2: the reuse key covered names and sizes only, the fingerprint the tokenizer's name
+    d = data.load(data.prepare(str(corpus), "bytes", tmp_path / "data"))
+    before = d.meta["fingerprint"]
+    doc = corpus / "doc0.txt"
+    text = doc.read_bytes()
+    time.sleep(0.05)          # a user's edit comes later than the kernel's clock tick that dated the file
+    doc.write_bytes(text.upper())
+    d = data.load(data.prepare(str(corpus), "bytes", tmp_path / "data"))
+    assert "preparing it again" in capsys.readouterr().out
+    assert text.upper() in bytes(d.train) + bytes(d.val) and text not in bytes(d.train) + bytes(d.val)
+    assert d.meta["fingerprint"]["bytes"] == before["bytes"] and d.meta["fingerprint"] != before
+
+    first = data.load(data.prepare(str(corpus), str(tiny_bpe), tmp_path / "data"))
+    assert first.vocab_size == 300
+    tok = HFTokenizer(models.BPE())                 # retrained at the same path, with more ids
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.train_from_iterator(TEXTS + JSONL, trainers.BpeTrainer(
+        vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.save(str(tiny_bpe))
+    V = HFTokenizer.from_file(str(tiny_bpe)).get_vocab_size()
+    assert V > 300
+    again = data.load(data.prepare(str(corpus), str(tiny_bpe), tmp_path / "data"))
+    assert again.vocab_size == V and again.meta["fingerprint"] != first.meta["fingerprint"]
+    docs = source_docs(corpus)
+    name = again.meta["train"]["names"][0]
+    ids = again.train[:again.train_docs[1]] if len(again.train_docs) > 1 else again.train
+    assert ids.tolist() == tok.encode(docs[name].decode()).ids      # the new tokenizer's ids
 
 
 def test_check_corpus_warns_on_another_corpus(corpus, tmp_path):
@@ -323,3 +385,11 @@ def test_a_bad_jsonl_line_names_the_file_and_the_line(tmp_path):
         (corpus / "docs.jsonl").write_bytes(f"{good}\n{good}\n".encode() + line + b"\n")
         with pytest.raises(ValueError, match=f"docs.jsonl:3: {message}"):
             data.prepare(str(corpus), "bytes", tmp_path / "data")
+
+
+def test_data_py_refuses_extra_arguments():
+    # issue 23: a third argument was taken as data_dir, a fourth ended in a TypeError traceback
+    proc = subprocess.run([sys.executable, "data.py", "stdlib", "bytes", "data", "extra"], text=True,
+                          cwd=Path(data.__file__).parent, capture_output=True, timeout=60)
+    assert proc.returncode != 0 and "usage: python data.py [corpus] [tokenizer]" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -4,6 +4,7 @@ processes and micro-batches divide them, so the losses must agree; a resumed two
 the losses of an uninterrupted one; fitted noise's statistics must be those of all processes' rows."""
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -103,3 +104,41 @@ def test_fitted_noise_fits_every_process_s_rows(tmp_path):
         for layer in range(2):
             assert torch.equal(ranks[0][key][layer], ranks[1][key][layer])   # the same Gaussian everywhere
             torch.testing.assert_close(ranks[0][key][layer], getattr(single, key)[layer], rtol=1e-5, atol=1e-6)
+
+
+def _rank_of(pid):
+    """The RANK torchrun gave a process, or None."""
+    try:
+        env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+    except OSError:
+        return None
+    return next((int(e[5:]) for e in env if e.startswith(b"RANK=")), None)
+
+
+def test_a_stopped_process_ends_the_job_in_bounded_time(corpus, tmp_path):
+    # issue 23, case 8: rank 1 stopped (SIGSTOP) mid-run; rank 0 waited at its next all-reduce with no
+    # timeout of ours. Now it gives up after --ddp_timeout seconds, says why, and torchrun ends the job
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    args = small(corpus, tmp_path / "run", max_iters=100_000, log_interval=1, ddp_timeout=5)
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             "train.py", *args], cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    stopped = None
+    try:
+        for line in proc.stdout:
+            if line.startswith("step 2:"):
+                children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout
+                stopped = next(int(p) for p in children.split() if _rank_of(p) == 1)
+                os.kill(stopped, signal.SIGSTOP)
+                break
+        out = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if stopped is not None:
+            try:
+                os.kill(stopped, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert stopped is not None and proc.returncode != 0
+    assert "rank 0: no word from another process for --ddp_timeout=5 seconds" in out, out[-3000:]

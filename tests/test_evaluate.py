@@ -238,6 +238,37 @@ def test_labels_of_several_checkpoints(tmp_path):
     assert [i["label"] for i in measure.checkpoint_infos(names, "base,ctl,sp")] == ["base", "ctl", "sp"]
     with pytest.raises(ValueError, match="2 labels for 3 checkpoints"):
         measure.checkpoint_infos(names, "base,ctl")
+    # issue 23: a trailing comma, accepted in checkpoints, is accepted in labels; one checkpoint twice is refused
+    assert [i["label"] for i in measure.checkpoint_infos(names + ",", "base,ctl,sp,")] == ["base", "ctl", "sp"]
+    with pytest.raises(ValueError, match=f"{a} is given twice in --checkpoints"):
+        measure.checkpoint_infos(f"{a},{b},{a}/")
+
+
+def test_a_run_s_files_are_checked_before_any_work(tmp_path):
+    # issue 23, cases 7 and 9: a config.json from another run, one missing a key, a damaged ckpt.pt, and
+    # a checkpoint trained with another tokenizer than the held-out text's
+    a = write_run(tmp_path / "a", tiny_lm(), 8, "zero")
+    b = write_run(tmp_path / "b", tiny_lm(), 16, "tbtt")
+    (tmp_path / "a" / "config.json").write_bytes((tmp_path / "b" / "config.json").read_bytes())
+    with pytest.raises(ValueError, match=r"a/config.json and .*a/ckpt.pt come from different runs \(they differ "
+                                         r"in block_size, intervention\)"):
+        measure.checkpoint_info(a)
+    cfg = json.loads((tmp_path / "b" / "config.json").read_text())
+    del cfg["block_size"]
+    (tmp_path / "b" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"b/config.json lacks 'block_size': it was not written by train.py"):
+        measure.checkpoint_info(b)
+    c = write_run(tmp_path / "c", tiny_lm(), 8)
+    (tmp_path / "c" / "ckpt.pt").write_bytes(os.urandom(4096))
+    with pytest.raises(ValueError, match=r"c/ckpt.pt cannot be read \(\w+\): it is damaged") as e:
+        measure.checkpoint_info(c)
+    assert "weights_only" not in str(e.value)
+    infos = [dict(name="bpe-run", tokenizer=str(tmp_path / "bpe" / "tokenizer.json")), dict(name="x", tokenizer=None)]
+    with pytest.raises(ValueError, match=r"bpe-run was trained with the tokenizer .*bpe/tokenizer.json', and the "
+                                         r"held-out text is tokenized with 'bytes'"):
+        measure.check_tokenizers(infos, "bytes")
+    (tmp_path / "bpe").mkdir()
+    measure.check_tokenizers(infos, str(tmp_path / "bpe"))   # its folder names the same file: accepted
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -277,7 +308,9 @@ def test_cli_writes_results_and_figures(tmp_path):
     ("evaluate.py", "--n_seqs=0"), ("evaluate.py", "--batch_size=0"), ("evaluate.py", "--chunk_len=0"),
     ("evaluate.py", "--smooth=0"), ("evaluate.py", "--seq_len=-5"), ("evaluate.py", "--n_seqs=None"),
     ("effrem.py", "--n_seqs=0"), ("effrem.py", "--batch_size=0"), ("effrem.py", "--chunk_len=0"),
-    ("effrem.py", "--T=-1")])
+    ("effrem.py", "--T=-1"), ("effrem.py", "--T=1"), ("evaluate.py", "--dtype=float16"),
+    ("tasks.py", "--n_examples=0"), ("tasks.py", "--dtype=bfloat16")]
+    + ([] if torch.cuda.is_available() else [("evaluate.py", "--device=cuda"), ("effrem.py", "--device=cuda")]))
 def test_out_of_range_settings_fail_at_once_naming_the_setting(script, setting):
     # checkpoints that do not exist: a setting checked later than them would report them instead
     proc = subprocess.run([sys.executable, script, setting, "--checkpoints=not-a-run"], cwd=ROOT,
@@ -395,3 +428,16 @@ def test_ctrl_c_ends_a_measure_with_one_line(script, length, started, tmp_path):
     assert proc.returncode == -signal.SIGINT and "Traceback" not in err, err
     assert err.strip() == f"{script}: stopped by Ctrl-C. It writes its results at the end: run it again for them"
     assert not (tmp_path / "eval").exists()
+
+
+@pytest.mark.parametrize("script", ["evaluate.py", "effrem.py", "tasks.py"])
+def test_an_out_dir_that_cannot_be_written_fails_before_any_work(script, tmp_path):
+    # issue 23, case 5: out_dir was made only after all the scoring, which a file in its place then lost
+    run = write_run(tmp_path / "run", tiny_lm(), 8)
+    (tmp_path / "file").write_text("in the way")
+    (tmp_path / "link").symlink_to(tmp_path / "gone")
+    for out_dir, message in ((tmp_path / "file", "Not a directory"), (tmp_path / "link", "gone, which does not exist")):
+        proc = subprocess.run([sys.executable, script, f"--checkpoints={run}", f"--out_dir={out_dir}"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode != 0 and "out_dir" in proc.stderr.splitlines()[-1] and message in proc.stderr
+        assert "held-out" not in proc.stdout and "evaluating" not in proc.stdout         # before any work

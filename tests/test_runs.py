@@ -131,7 +131,7 @@ def test_the_baseline_recipe_never_writes_into_assets():
 def test_a_directory_in_use_is_refused_and_a_stale_lock_taken_over(corpus, tmp_path, capsys):
     (tmp_path / "run").mkdir()
     lock = tmp_path / "run" / "train.lock"
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])   # a live process
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "train.py"])   # a live run
     try:
         lock.write_text(f"{os.uname().nodename} {other.pid}")
         with pytest.raises(FileExistsError, match=rf"in use by another train.py \(pid {other.pid} on"):
@@ -245,3 +245,76 @@ def test_a_cosine_run_resumes_only_with_its_own_length(corpus, tmp_path, capsys)
     run_train(small(corpus, tmp_path / "run", max_iters=2, lr_decay="cosine"), capsys)
     with pytest.raises(ValueError, match=re.escape("pass --max_iters=2 (not 4)")):
         run_train(small(corpus, tmp_path / "run", init_from="resume", lr_decay="cosine"), capsys)
+
+
+# issue 23: nothing silently wrong, no late failures
+
+def test_a_step_too_large_for_memory_is_refused_and_leaves_no_out_dir(corpus, tmp_path):
+    # 8 x 10^6 tokens per micro-batch: ~1 TB of activations. Before, the kernel killed the run after
+    # 90 s (rc 137) and left out_dir with a stale lock; now it is refused with the numbers and the fix
+    proc = start(small(corpus, tmp_path / "run", batch_size=8, block_size=1_000_000))
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 1 and re.search(r"MemoryError: a training step needs about [\d,.]+ GiB of memory "
+                                              r"and this machine has [\d,.]+ GiB available: lower --batch_size", out), out
+    assert not (tmp_path / "run").exists()          # made by this run and left empty: removed
+
+
+def test_a_lock_of_a_live_process_that_is_no_train_py_is_stale(corpus, tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    lock = tmp_path / "run" / "train.lock"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])   # the pid, reused
+    try:
+        lock.write_text(f"{os.uname().nodename} {other.pid}")
+        out = run_train(small(corpus, tmp_path / "run", max_iters=1), capsys)
+    finally:
+        other.kill()
+        other.wait()
+    assert f"taking over {lock}" in out and ckpt(tmp_path / "run")["iter_num"] == 1
+
+
+def test_a_dangling_link_as_out_dir_is_named(corpus, tmp_path, capsys):
+    (tmp_path / "run").symlink_to(tmp_path / "gone")
+    with pytest.raises(FileExistsError, match=r"is a link to .*gone, which does not exist"):
+        run_train(small(corpus, tmp_path / "run") + [f"--data_dir={tmp_path / 'data'}"], capsys)
+    assert not (tmp_path / "data").exists()
+
+
+def test_post_training_checks_the_checkpoint(corpus, tmp_path, capsys):
+    # a damaged ckpt.pt: the path and the fix, never torch's advice to load it with weights_only=False
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "ckpt.pt").write_bytes(os.urandom(4096))
+    (tmp_path / "bad" / "config.json").write_text(json.dumps(dict(intervention="zero", block_size=16, corpus="c",
+                                                                  tokenizer="bytes", data_dir="d")))
+    with pytest.raises(ValueError, match=r"bad/ckpt.pt cannot be read \(\w+Error\): it is damaged.*Restore it") as e:
+        run_train(small(corpus, tmp_path / "post", init_from=tmp_path / "bad"), capsys)
+    assert "weights_only" not in str(e.value)
+    # a GLA run post-trained with the default arch: config.json records the model's settings
+    run_train(small(corpus, tmp_path / "gla", arch="gla", num_heads=2, max_iters=1), capsys)
+    out = run_train(small(corpus, tmp_path / "post", init_from=tmp_path / "gla", max_iters=1, d_model=64), capsys)
+    assert "its arch='gla', d_model=32, num_heads=2 are used (not arch='mamba2', d_model=64, num_heads=4)" in out
+    record = json.loads((tmp_path / "post" / "config.json").read_text())
+    assert (record["arch"], record["d_model"], record["num_heads"]) == ("gla", 32, 2)
+    # a checkpoint trained with another tokenizer is refused before any data
+    for f in ("ckpt.pt", "config.json"):
+        path = tmp_path / "gla" / f
+        if f == "ckpt.pt":
+            saved = ckpt(tmp_path / "gla")
+            saved["config"]["tokenizer"] = "gpt2"
+            torch.save(saved, path)
+        else:
+            path.write_text(json.dumps(json.loads(path.read_text()) | {"tokenizer": "gpt2"}))
+    with pytest.raises(ValueError, match=r"trained with the tokenizer 'gpt2', and this run tokenizes with "
+                                         r"'bytes'.*Pass --tokenizer=gpt2"):
+        run_train(small(corpus, tmp_path / "post2", init_from=tmp_path / "gla") + [f"--data_dir={tmp_path / 'd'}"],
+                  capsys)
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_cuda_bfloat16_run_resumes_on_the_cpu(corpus, tmp_path, capsys):
+    # before, resuming said "pass --dtype='bfloat16'", which the CPU refuses: a dead end
+    run_train(small(corpus, tmp_path / "run", max_iters=2), capsys)
+    saved = ckpt(tmp_path / "run")
+    saved["config"] |= {"device": "cuda", "dtype": "bfloat16"}          # as a CUDA run saves it
+    torch.save(saved, tmp_path / "run" / "ckpt.pt")
+    out = run_train(small(corpus, tmp_path / "run", init_from="resume", max_iters=3), capsys)
+    assert "steps 2 -> 3" in out and ckpt(tmp_path / "run")["iter_num"] == 3

@@ -4,6 +4,7 @@ outputs, and a tiny end-to-end run of each task through train.py and tasks.py.""
 import json
 import re
 import runpy
+import shutil
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -189,6 +190,18 @@ def test_get_batch_targets_are_the_answers_only(filler, task):
         tasks.get_batch("qa4", "train", 2, 64, torch.Generator(), dataset)
 
 
+def test_a_passkey_context_too_short_names_block_size(filler):
+    # issue 23: T = 16 said "n_tokens = 7 is too short"; the fixed text alone is over 100 bytes
+    dataset = SimpleNamespace(train=filler, val=filler, meta={"tokenizer": "bytes"})
+    fixed = len(tasks.INSTRUCTION) + len(tasks.KEY_SENTENCE.format(key="12345")) + len(tasks.QUESTION)
+    with pytest.raises(ValueError, match=rf"block_size = 16 is too short for passkey prompts.*"
+                                         rf"--block_size to at least {fixed + len(' bathroom')}"):
+        tasks.get_batch("passkey", "train", 1, 16, torch.Generator().manual_seed(0), dataset)
+    need = fixed + len(" bathroom\n") - 1                # the shortest block_size that fits: it works
+    x, y = tasks.get_batch("passkey", "train", 1, need, torch.Generator().manual_seed(0), dataset)
+    assert x.shape == (1, need)
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, filler):
     """A small corpus for train.py: the ASCII filler cut into 20 documents."""
@@ -219,7 +232,9 @@ def test_end_to_end(corpus, tmp_path, capsys, task, eval_task, T, intervention):
         max_iters=3, eval_interval=3, eval_iters=1, log_interval=1, threads=1, final_eval_seqs=0).items()])
     assert (out / "ckpt.pt").exists()
     lengths = "4,8," if task == "copy" else "0,300," if task == "babi" else "200,300,"
-    run_script("tasks.py", [f"--task={eval_task}", f"--checkpoints={out},{out}", "--n_examples=3", "--threads=1",
+    shutil.copytree(out, tmp_path / "run2")                                     # a second seed, as it were
+    run_script("tasks.py", [f"--task={eval_task}", f"--checkpoints={out},{tmp_path / 'run2'}", "--n_examples=3",
+                            "--threads=1",
                             f"--lengths={lengths}", "--depths=0.,1.", f"--out_dir={tmp_path / 'eval'}", "--device=cpu"])
     result = json.loads((tmp_path / "eval" / f"{eval_task}.json").read_text())
     [(label, group)] = result["results"].items()

@@ -133,3 +133,22 @@ def test_tbtt_on_a_task_is_refused_and_named_for_what_it_would_be(corpus, tmp_pa
     # a task's samples are unrelated: handing one's final state to the next is State Passing, not TBTT
     with pytest.raises(ValueError, match="--intervention=state_passing --p_zero=0"):
         run_train(tiny(corpus, tmp_path / "run", task="copy", intervention="tbtt"), capsys)
+
+
+def test_every_setting_a_config_file_gives_is_used_or_refused(tmp_path, capsys):
+    # issue 23, cases 4 and 10: lists were dropped, errors said <string>, -key=value was read as a file,
+    # and a string setting that looks like a number was refused
+    from configurator import configure
+    settings = dict(ts=(), out_dir="eval", n=1)
+    (tmp_path / "lists.py").write_text("import math\nts = [1, 2, 3]\n_helper = [4]\n")
+    assert configure(settings, [str(tmp_path / "lists.py"), "--out_dir=2024"])["ts"] == (1, 2, 3)
+    assert settings["out_dir"] == "2024" and configure(settings, ["--ts=[5, 6]"])["ts"] == (5, 6)
+    (tmp_path / "unknown.py").write_text("lengths = [256, 1024]\n")
+    with pytest.raises(ValueError, match="unknown.py: unknown config key 'lengths'"):
+        configure(settings, [str(tmp_path / "unknown.py")])
+    (tmp_path / "broken.py").write_text("n = 2\nts = (1,\n")
+    with pytest.raises(SyntaxError) as e:
+        configure(settings, [str(tmp_path / "broken.py")])
+    assert e.value.filename == str(tmp_path / "broken.py")
+    with pytest.raises(ValueError, match=r"--key=value \(two dashes\), got '-n=5'"):
+        configure(settings, ["-n=5"])
