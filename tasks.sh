@@ -3,7 +3,7 @@
 # train.py and its config/task_*.py, then scores them with tasks.py (tables, figures, JSON).
 #   ./tasks.sh copy      table 1: zero vs State Passing from scratch, 3 seeds      -> eval-tasks/copy.*
 #   ./tasks.sh passkey   fig. 7: standard fine-tuning vs fitted noise, heatmaps     -> eval-tasks/passkey.*
-#   ./tasks.sh babi      fig. 6: zero vs State Passing vs TBTT, qa1-qa3             -> eval-tasks/qa{1,2,3}.*
+#   ./tasks.sh babi      fig. 6: zero vs State Passing, qa1-qa3                     -> eval-tasks/qa{1,2,3}.*
 # SEEDS="1 2 3" (the default) sets the seeds, TRAIN_FLAGS="--max_iters=..." adds flags to train.py alone.
 # Further arguments go to train.py and tasks.py alike: only the ones both know (--threads=1 on a shared
 # CPU, --device=cuda). Stopped at any moment, the same command continues: train.py --finish=True keeps a
@@ -23,7 +23,7 @@ train() {  # train <config name> <intervention> <seed> [flags]: into out-tasks/<
 case $task in
   copy)    settings="zero state_passing" ;;
   passkey) settings="zero fitted_noise" ;;
-  babi)    settings="zero state_passing tbtt" ;;
+  babi)    settings="zero state_passing" ;;
   *) echo "usage: ./tasks.sh copy|passkey|babi [--threads=1] [--device=cuda]"; exit 1 ;;
 esac
 runs=""

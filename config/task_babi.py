@@ -1,15 +1,16 @@
 # BABILong-style reasoning (paper sec. 5.1, fig. 6; Kuratov et al. 2024): the shipped baseline fine-tuned
 # on bAbI qa1-qa3 stories (mixed) whose facts are scattered through T = 256 tokens of stdlib code, the
 # loss on the answer only. Fig. 6 compares the official checkpoint with its State Passing and TBTT
-# post-trainings; here the intervention acts during the fine-tuning itself. TBTT on task samples: each
-# row's next sample starts from the final state of its previous one (a stream of stories, gradient cut
-# between them). tasks.py then scores haystacks of 0 (the facts alone) to 4096 tokens (16 T).
+# post-trainings; here the intervention acts during the fine-tuning itself. TBTT is not offered: the
+# task's samples are unrelated, so handing one's final state to the next is State Passing (with
+# p_zero = 0), and train.py refuses tbtt with a task. tasks.py then scores haystacks of 0 (the facts
+# alone) to 4096 tokens (16 T).
 #   python train.py config/task_babi.py --intervention=zero --seed=1 --out_dir=out-babi-zero-1
-#   (and --intervention=state_passing, --intervention=tbtt); tasks.sh babi runs all three.
+#   (and --intervention=state_passing); tasks.sh babi runs both.
 out_dir = "out-babi"
 init_from = "assets/baseline"
 task = "babi"
-intervention = "zero"     # or "state_passing", "tbtt"
+intervention = "zero"     # or "state_passing"
 block_size = 256
 batch_size = 16
 max_iters = 1000          # the answers' accuracy stops rising by about 500 steps (README: 2000 did no better)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fig. 5 across model sizes: does the order of the interventions (random < fitted < state passing ~ TBTT,
 # sec. 4) emerge as the model grows? Each size is pretrained with the baseline's recipe
-# (config/pretrain_baseline.py: T = 16, 8.6M tokens; d_model 128 is the shipped assets/baseline), then
+# (config/pretrain_baseline.py: T = 16, 8.6M tokens; d_model 256 is the shipped assets/baseline), then
 # post-trained and scored by interventions.sh.
 #
 #   bash experiments/model_sizes.sh [out] [train.py flags...]
@@ -15,7 +15,7 @@ out=${1:-out-sizes}
 shift $(( $# < 1 ? $# : 1 ))
 for d in ${D_MODELS:-64 128 256}; do
   base="$out/d$d/baseline"
-  if [ "$d" = 128 ]; then
+  if [ "$d" = 256 ]; then
     base=assets/baseline
   else
     python train.py config/pretrain_baseline.py --d_model="$d" --out_dir="$base" --final_eval_seqs=0 --finish=True "$@"
