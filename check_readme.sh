@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every shell command of README.md (python, bash, pip and ./tasks.sh lines), as written and in order,
+# Runs every shell command of README.md and of the docs/ pages it links (python, bash, pip and ./tasks.sh
+# lines), as written and in order,
 # in a fresh clone of this repository's last commit. With the experiments and the tasks that is hours on
 # a 2-core CPU (README.md gives each command's time), so CI does not run it (tests/test_readme.py checks
 # the same commands cheaply). Commands for a GPU (--device=cuda) are listed and skipped. Stops at the

@@ -18,7 +18,6 @@ fig. 1 bottom) and effrem_distances.png (the three distances, fig. 13).
 The settings checkpoints, labels, out_dir, batch_size, corpus, tokenizer, data_dir, seed, device, dtype and
 threads mean what they mean in evaluate.py: `python evaluate.py --help` describes them.
 """
-import json
 import os
 import time
 from contextlib import nullcontext
@@ -31,7 +30,7 @@ import data
 from configurator import configure
 from figures import plot_effrem
 from measure import (check_settings, check_tokenizers, checkpoint_infos, clustered_mean, clusters, document_sums,
-                     each_model, fetch_official, load_held_out, quiet_ctrl_c, setup, to_json)
+                     each_model, fetch_official, load_held_out, quiet_ctrl_c, setup, write_json)
 
 # -----------------------------------------------------------------------------
 # the same settings as evaluate.py's, which describes them (`python evaluate.py --help`)
@@ -197,7 +196,6 @@ if __name__ == "__main__":
              "Effective Remembrance, total variation (fig. 1, bottom)")
     plot_effrem(results, T_ctx, [(d, "log") for d in names], os.path.join(out_dir, "effrem_distances.png"),
          "Effective Remembrance with three distances (fig. 13)")
-    with open(os.path.join(out_dir, "effrem.json"), "w") as f:
-        json.dump(to_json(dict(settings=config, corpus=held_out.meta["corpus"], doc_ids=doc_ids.numpy(),
-                               checkpoints=results)), f)
+    write_json(os.path.join(out_dir, "effrem.json"),
+               dict(settings=config, corpus=held_out.meta["corpus"], doc_ids=doc_ids.numpy(), checkpoints=results))
     print(f"wrote {out_dir}/effrem.json, " + ("effrem.png, " if "tv" in names else "") + "effrem_distances.png")

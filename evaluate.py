@@ -37,7 +37,6 @@ Writes to out_dir: results.json (every number below, per checkpoint), ppl.png (f
 perplexity first, then the excess, then the difference from the reference), reference.png (with --reference),
 state_std.png (fig. 4) and state_std_heads.png (fig. 9).
 """
-import json
 import math
 import os
 import resource
@@ -52,8 +51,7 @@ import data
 from configurator import configure
 from figures import plot_ppl, plot_reference, plot_state_heads, plot_state_std
 from measure import (check_settings, check_tokenizers, checkpoint_infos, clustered_mean, clusters, document_sums,
-                     each_model, fetch_official, load_held_out, quiet_ctrl_c, setup, to_json, with_reference)
-from measure import checkpoint_info, load_model  # noqa: F401  (tasks.py calls them as evaluate.*)
+                     each_model, fetch_official, load_held_out, quiet_ctrl_c, setup, with_reference, write_json)
 
 # -----------------------------------------------------------------------------
 # the settings effrem.py also has, with the same meanings
@@ -440,9 +438,9 @@ if __name__ == "__main__":
     plot_state_heads(results, os.path.join(out_dir, "state_std_heads.png"))
     if reference:
         plot_reference(results, os.path.join(out_dir, "reference.png"))
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump(to_json(dict(settings=config, corpus=held_out.meta["corpus"],
-                               positions="position t predicts token t + 1 from x[0:t+1]; losses in nats/token; "
-                                         "state_t counts tokens read", checkpoints=results)), f)
+    write_json(os.path.join(out_dir, "results.json"),
+               dict(settings=config, corpus=held_out.meta["corpus"], checkpoints=results,
+                    positions="position t predicts token t + 1 from x[0:t+1]; losses in nats/token; "
+                              "state_t counts tokens read"))
     print(f"\nwrote {out_dir}/results.json, {', '.join(figures)}; peak RSS "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")

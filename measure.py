@@ -242,6 +242,14 @@ def to_json(x):
     return x
 
 
+def write_json(path, results):
+    """results (to_json's input) to path, written whole to path.tmp and renamed over it: a script stopped
+    while it writes leaves the last complete file, never a cut one that a rerun would read."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(to_json(results), f)
+    os.replace(path + ".tmp", path)
+
+
 def setup(seed, threads, device, dtype):
     """Seeds torch, sets the CPU threads and returns the autocast context (bf16/fp16 on CUDA, none on the
     CPU); evaluate.py and effrem.py start the same way."""

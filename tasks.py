@@ -26,14 +26,10 @@ import json
 import os
 from contextlib import nullcontext
 
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 import data
-import evaluate
 import measure
 from configurator import configure
 
@@ -380,6 +376,9 @@ def print_tables(groups, T):
 def plot(groups, T, path):
     """copy: accuracies against the copy length; passkey: a heatmap per label (fig. 7); qa*: accuracy
     against the haystack's length (fig. 6). Error bars: the std across seeds."""
+    import matplotlib                     # here, not at the top: train.py imports this file for the samples
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     first = next(iter(groups.values()))["runs"][0]
     if task == "passkey":
         fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.6), squeeze=False)
@@ -415,16 +414,16 @@ def plot(groups, T, path):
 
 
 if __name__ == "__main__":
-    evaluate.quiet_ctrl_c("tasks.py")
+    measure.quiet_ctrl_c("tasks.py")
     if task not in TASKS:
         raise ValueError(f"--task={task!r}: use one of {', '.join(TASKS)}")
     measure.check_settings(config, positive=("n_examples",), non_negative=("threads",))   # out_dir too
-    infos = [evaluate.checkpoint_info(name) for name in measure.checkpoint_names(checkpoints)]
+    infos = [measure.checkpoint_info(name) for name in measure.checkpoint_names(checkpoints)]
     given = measure.split_labels(labels) or [i["label"] for i in infos]
     if len(given) != len(infos):
         raise ValueError(f"{len(given)} labels for {len(infos)} checkpoints: give one label per checkpoint")
     measure.check_tokenizers(infos, "")   # the prompts are tokenized with the first checkpoint's
-    ctx = evaluate.setup(seed, threads, device, dtype)
+    ctx = measure.setup(seed, threads, device, dtype)
     T = infos[0]["T_train"]
     tok = data.get_tokenizer(infos[0]["tokenizer"] or "bytes")
     filler = corpus_split(tok.name, "val", corpus or infos[0]["corpus"] or "stdlib",   # held-out text
@@ -432,7 +431,7 @@ if __name__ == "__main__":
     groups = {}
     for info, label in zip(infos, given):
         print(f"{task}: evaluating {info['name']} ({label}), T = {info['T_train']}", flush=True)
-        model = evaluate.load_model(info["name"], device)
+        model = measure.load_model(info["name"], device)
         r = run_checkpoint(model, T, tok, filler, np.random.default_rng(seed), device, ctx)  # the same prompts for all
         print("  " + ", ".join(f"{k} {np.round(r[k], 3).tolist()}" for k in ("char", "string", "acc") if k in r))
         groups.setdefault(label, {"runs": []})["runs"].append(dict(checkpoint=info["name"], **r))
@@ -450,5 +449,5 @@ if __name__ == "__main__":
     os.makedirs(out_dir, exist_ok=True)
     plot(groups, T, os.path.join(out_dir, f"{task}.png"))
     with open(os.path.join(out_dir, f"{task}.json"), "w") as f:
-        json.dump(evaluate.to_json(dict(settings=config, T_train=T, results=groups, beyond_T=beyond)), f, indent=1)
+        json.dump(measure.to_json(dict(settings=config, T_train=T, results=groups, beyond_T=beyond)), f, indent=1)
     print(f"wrote {out_dir}/{task}.json and {out_dir}/{task}.png")

@@ -40,7 +40,8 @@ def bucket(r, name):
 
 
 def cell(b, key):
-    return f"{b[key]:+.4f} ± {b['se_' + key]:.4f}"
+    se = b["se_" + key]   # None (null in the JSON) where too few documents gave no standard error
+    return f"{b[key]:+.4f} ± " + ("n/a" if se is None else f"{se:.4f}")
 
 
 def interventions(results, out):

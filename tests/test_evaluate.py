@@ -419,7 +419,10 @@ def test_ctrl_c_ends_a_measure_with_one_line(script, length, started, tmp_path):
                     str(corpus), str(tmp_path / "data"))
     proc = subprocess.Popen([sys.executable, script, f"--checkpoints={run}", length, "--n_seqs=64", "--threads=1",
                              f"--out_dir={tmp_path / 'eval'}"], cwd=ROOT, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=os.environ | {"PYTHONUNBUFFERED": "1"})
+                            stderr=subprocess.PIPE, env=os.environ | {"PYTHONUNBUFFERED": "1"},
+                            # a job started in the background inherits SIGINT ignored, and Python then keeps
+                            # it so: give the script the terminal's default, as a command typed there has
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in proc.stdout:
         if line.startswith(started):
             proc.send_signal(signal.SIGINT)

@@ -1,4 +1,4 @@
-"""README.md's commands, checked cheaply as a fresh clone would run them: each script exists, every --key is
+"""The commands of README.md and of the docs/ pages it links (in the order it links them), checked cheaply as a fresh clone would run them: each script exists, every --key is
 one of that script's settings, every config file exists and sets only such settings, and every run or
 folder a command reads is in the repository or written by an earlier command (in the README's order).
 check_readme.sh runs the same commands for real (minutes; not part of the test suite).
@@ -151,14 +151,30 @@ def check_commands(commands):
     return problems
 
 
+def pages():
+    """README.md, then each docs/ page in the order the README first links it: the order a reader (and
+    check_readme.sh) follows them."""
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    linked = list(dict.fromkeys(re.findall(r"\]\((docs/[\w-]+\.md)\)", readme)))
+    return ["README.md"] + linked
+
+
+def all_commands():
+    return [c for page in pages() for c in readme_commands(open(os.path.join(ROOT, page)).read())]
+
+
+def test_every_docs_page_is_linked_from_the_readme():
+    assert sorted(pages()[1:]) == sorted(f"docs/{f}" for f in os.listdir(os.path.join(ROOT, "docs")))
+
+
 def test_every_readme_command_is_runnable_as_written():
-    commands = readme_commands(open(os.path.join(ROOT, "README.md")).read())
+    commands = all_commands()
     assert len(commands) >= 5
     assert check_commands(commands) == []
 
 
 def test_the_python_snippet_imports_what_exists():
-    text = open(os.path.join(ROOT, "README.md")).read()
+    text = "".join(open(os.path.join(ROOT, page)).read() for page in pages())
     for block in re.findall(r"```python\n(.*?)```", text, re.S):
         for node in ast.walk(ast.parse(block)):
             if isinstance(node, ast.ImportFrom) and os.path.isfile(os.path.join(ROOT, f"{node.module}.py")):
@@ -188,4 +204,4 @@ def test_the_checker_finds_what_a_fresh_clone_would_not_run():
 
 
 if __name__ == "__main__":
-    print("\n".join(readme_commands(open(os.path.join(ROOT, "README.md")).read())))
+    print("\n".join(all_commands()))

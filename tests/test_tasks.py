@@ -222,7 +222,7 @@ def run_script(script, args):
 
 @pytest.mark.parametrize("task, eval_task, T, intervention", [("copy", "copy", 17, "state_passing"),
                                                               ("passkey", "passkey", 256, "fitted_noise"),
-                                                              ("babi", "qa2", 256, "tbtt")])
+                                                              ("babi", "qa2", 256, "zero")])
 def test_end_to_end(corpus, tmp_path, capsys, task, eval_task, T, intervention):
     """A few steps of a tiny model on the task, then its evaluation: every score is a fraction of the prompts."""
     out = tmp_path / "run"
