@@ -11,12 +11,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-python train.py config/post_control.py --overwrite=True
-python train.py config/post_state_passing.py --overwrite=True
+python train.py config/post_control.py --overwrite=True --final_eval_seqs=0      # evaluate.py measures below
+python train.py config/post_state_passing.py --overwrite=True --final_eval_seqs=0
 runs=assets/baseline,out-control,out-state_passing
 names="baseline,control (84 zero-state steps),state passing (84 steps)"
 python evaluate.py --checkpoints=$runs --labels="$names" --seq_len=2048 --reference=out-control \
   --out_dir=eval-demo
 python effrem.py --checkpoints=$runs --labels="$names" --out_dir=eval-demo
-python effrem.py --checkpoints=$runs --labels="$names" --T=1024 --ts=1,4,16,64,256,1008 --n_seqs=64 \
+python effrem.py --checkpoints=$runs --labels="$names" --T=1024 --ts=1,16,256,1008 --n_seqs=64 \
   --out_dir=eval-demo/effrem-64T
