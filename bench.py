@@ -1,5 +1,5 @@
 """
-Speed, as tables in markdown (README.md, "Speed" pastes them). Three tables, one per setting of `table`:
+Speed, as tables in markdown (docs/kernels.md, "Speed", pastes them). Three tables, one per setting of `table`:
 
     python bench.py                  # on the CPU: scan_chunked's cost per token against T at the
                                      # Mamba-2 130m and GLA 340M head shapes; a training step against

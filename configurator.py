@@ -107,7 +107,7 @@ def set_threads(threads):
     run on (os.sched_getaffinity) less the tasks running on them now (Linux's /proc/loadavg counts
     them; elsewhere the last minute's load average), at least 1. torch's own default takes every
     core, and then its threads wait for each other whenever another job holds one of the cores
-    (README, "Speed": the demo took 3.4x longer beside one single-thread job)."""
+    (docs/kernels.md, "Speed": the demo took 3.4x longer beside one single-thread job)."""
     import os
     import statistics
     import time

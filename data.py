@@ -457,7 +457,7 @@ def eval_sequences(data, n, length, seed=0, split="val"):
     then the first positions of a window are often a file's head (licence, imports) and the late
     ones its body, so the raw loss slopes with t from content alone, by as much as the failure. At
     a random offset of the stream every position t holds the same kind of content, so an ideal
-    model's loss can only fall with t, and a rise beyond T is the model's doing (README, "Measuring").
+    model's loss can only fall with t, and a rise beyond T is the model's doing (docs/measuring.md).
     doc_ids (indices into the split's documents, meta[split]["names"]) is the document each window
     starts in: windows that start in one document share text, so standard errors are clustered by
     it (measure.clusters).

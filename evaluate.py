@@ -8,7 +8,7 @@ longer than the training context T_train.
 
 Positions: position t (0-based) is the prediction of token t + 1 from x[0:t+1]; a sequence of L tokens has
 L - 1 of them, and training saw positions t < T_train. Losses are in nats per token, and the position-wise
-perplexity is exp of the mean loss at t (README.md, "Measuring", says why not the mean of perplexities).
+perplexity is exp of the mean loss at t (docs/measuring.md says why not the mean of perplexities).
 
 Every position is scored twice:
   full       with all of its context. Each sequence is streamed in chunks of chunk_len tokens with the
@@ -157,7 +157,7 @@ def score_truncated(model, x, T_train, chunk_len, ctx):
     starts = range(half, (n_blocks - 1) * half, half)          # window j - 1 starts at (j - 1) * half
     windows = torch.stack([padded[:, s:s + T_train + 1] for s in starts], dim=1)   # (B, n_windows, T + 1)
     windows = windows.flatten(0, 1)                            # sequence 0's windows in order, then 1's...
-    # one tensor written in place, not a list of pieces (README.md, "Measuring": the memory stays flat in L)
+    # one tensor written in place, not a list of pieces (docs/measuring.md: the memory stays flat in L)
     block_losses = torch.empty(len(windows), half, device=x.device)
     windows_per_call = max(1, B * chunk_len // T_train)
     for i in range(0, len(windows), windows_per_call):

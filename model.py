@@ -8,7 +8,7 @@ split falls where a reader who wants one architecture's equations stops, and one
 or load a model starts. All four mixers run the diagonal linear recurrence of scan_kernel.py (paper
 eq. 1, in the kernel's names):
     S_t = diag(exp(g_t)) S_{t-1} + k_t v_t^T        o_t = S_t^T q_t
-(README.md, "One recurrence, many models", has the table; mixers.py the glossary, per architecture.)
+(README.md, "The models and the official checkpoints", has the table; mixers.py the glossary, per architecture.)
 
 The recurrent state, one dict per layer, is where the paper's interventions act (sec. 4):
     states = [states_0, ..., states_{L-1}]     L = n_layer; Bsz = the batch size
@@ -61,7 +61,7 @@ class ModelConfig:
     d_conv: int = 4
     expand: int = 2
     dt_min: float = 0.001              # dt starts log-uniform in [dt_min, dt_max]: slower decays make the
-                                       # failure larger (README.md, "What makes the failure larger")
+                                       # failure larger (docs/experiments.md, "What made the failure larger")
     dt_max: float = 0.1
     dt_init_floor: float = 1e-4
     bias: bool = False                 # bias in in_proj and out_proj

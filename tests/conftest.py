@@ -13,8 +13,8 @@ import torch  # noqa: E402
 
 @pytest.fixture(scope="module")
 def one_thread():
-    """Tiny models gain nothing from threads, and on busy cores two threads wait on each other (README.md,
-    "Measuring"). A module opts in with pytestmark = pytest.mark.usefixtures("one_thread")."""
+    """Tiny models gain nothing from threads, and on busy cores two threads wait on each other
+    (docs/measuring.md). A module opts in with pytestmark = pytest.mark.usefixtures("one_thread")."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
