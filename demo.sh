@@ -3,7 +3,7 @@
 #
 # assets/baseline is a 0.9M-parameter Mamba-2 pretrained from a zero initial state with a training
 # context of T = 16 bytes, with the paper's recipe (`python train.py config/pretrain_baseline.py`
-# remakes it, into out-baseline, in about 16 minutes). It fails to length-generalize. As the paper
+# remakes it, into out-baseline, in about 13 minutes). It fails to length-generalize. As the paper
 # does (sec. 4), it is post-trained briefly, 84 steps (2% of its pretraining), with State Passing
 # (sec. 4.4) and, as the control, from a zero state as in pretraining; then all three are scored on
 # held-out windows of 2048 bytes (128 T), and their Effective Remembrance is measured at 4 T and at

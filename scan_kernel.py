@@ -176,9 +176,12 @@ class _Chunked(torch.autograd.Function):
         N = -(-T // C)
         per_chunk = B * H * max(C * max(K, V, C), K * V)
         step = max(1, _SEGMENT_NUMBERS // per_chunk)                   # chunks per segment
+        # One chunk from the zero state (a training batch with T <= C): every S_n is 0, so step 6 reads
+        # no state. The backward skips the same way when no gradient comes through the final state.
+        no_S = h0 is None and N == 1
         o = torch.empty(B, T, H, V, dtype=v.dtype, device=v.device)
         S_all = torch.empty(B, H, N, K, V, dtype=acc, device=q.device) # S_n: the state entering chunk n
-        S = torch.zeros(B, H, K, V, dtype=acc, device=q.device) if h0 is None else h0.to(acc)
+        S = None if h0 is None else h0.to(acc)                        # None: the zero state
         for n0 in range(0, N, step):
             t0, t1 = n0 * C, min(T, (n0 + step) * C)
             q_, k_, v_, g_ = (_chunks(x, t0, t1, C, acc) for x in (q, k, v, g))
@@ -186,13 +189,15 @@ class _Chunked(torch.autograd.Function):
             kd = k_ * d["out"]
             U = kd.transpose(-1, -2) @ v_                              # 4. what each chunk adds
             for j, (a_j, U_j) in enumerate(zip(d["a"].unbind(2), U.unbind(2))):   # 5. the carry
-                S_all[:, :, n0 + j] = S
-                S = a_j * S + U_j
+                S_all[:, :, n0 + j] = 0 if S is None else S
+                S = U_j if S is None else a_j * S + U_j
             S_n = S_all[:, :, n0:n0 + U.shape[2]]
-            o_ = d["A"] @ v_ + (q_ * d["in"]) @ S_n                   # 6. read the scores and S_n
+            o_ = d["A"] @ v_                                           # 6. read the scores and S_n
+            o_ = o_ if no_S else o_ + (q_ * d["in"]) @ S_n
             o[:, t0:t1] = _unchunk(o_, t1 - t0)
         ctx.save_for_backward(q, k, v, g, h0, S_all, S)
-        ctx.C, ctx.step = C, step
+        ctx.C, ctx.step, ctx.no_S = C, step, no_S
+        ctx.set_materialize_grads(False)   # an unused o or h reaches the backward as None, not zeros
         return o, S
 
     @staticmethod
@@ -200,41 +205,43 @@ class _Chunked(torch.autograd.Function):
         q, k, v, g, h0, S_all, h = ctx.saved_tensors
         C, step, (B, T, H, K), V = ctx.C, ctx.step, q.shape, v.shape[-1]
         acc, N = S_all.dtype, S_all.shape[2]
+        no_S, no_D = ctx.no_S, dh is None and N == 1                   # S_n = 0; D_n = 0 (see forward)
         dq, dk, dv, dg = (torch.empty(x.shape, dtype=acc, device=x.device) for x in (q, k, v, g))
-        D = torch.zeros_like(h) if dh is None else dh.to(acc)        # dL/d(the state leaving the chunk)
+        D = None if dh is None else dh.to(acc)        # dL/d(the state leaving the chunk); None: zero
         do = torch.zeros_like(v) if do is None else do
         for n0 in reversed(range(0, N, step)):
             t0, t1 = n0 * C, min(T, (n0 + step) * C)
             q_, k_, v_, g_, do_ = (_chunks(x, t0, t1, C, acc) for x in (q, k, v, g, do))
             d, n = _decays(q_, k_, g_), q_.shape[2]
             S_n = S_all[:, :, n0:n0 + n]
-            after = S_all[:, :, n0 + n] if n0 + n < N else h           # the state leaving the segment
-            S_next = torch.cat([S_all[:, :, n0 + 1:n0 + n], after[:, :, None]], 2)   # leaving each chunk
-            qd, kd = q_ * d["in"], k_ * d["out"]
-            W = qd.transpose(-1, -2) @ do_                             # 4'. what chunk n's outputs add
-            D_n = torch.empty_like(S_n)                                # D_n: dL/dS leaving chunk n
-            for j in reversed(range(n)):                               # 5'. the carry, backwards
-                D_n[:, :, j] = D
-                D = d["a"][:, :, j] * D + W[:, :, j]
-            dv_ = d["A"].transpose(-1, -2) @ do_ + kd @ D_n           # 6'.
+            if not no_D or h0 is not None:
+                W = (q_ * d["in"]).transpose(-1, -2) @ do_             # 4'. what chunk n's outputs add
+                D_n = torch.empty_like(S_n)                            # D_n: dL/dS leaving chunk n
+                for j in reversed(range(n)):                           # 5'. the carry, backwards
+                    D_n[:, :, j] = 0 if D is None else D
+                    D = W[:, :, j] if D is None else d["a"][:, :, j] * D + W[:, :, j]
             dA = (do_ @ v_.transpose(-1, -2)).tril()                  # 3'. s <= t
-            dq_ = (do_ @ S_n.transpose(-1, -2)) * d["in"]
-            dk_ = (v_ @ D_n.transpose(-1, -2)) * d["out"]
             if d["L"] is not None:                                     # one decay per head: A = (q k^T) L
                 dAL = dA * d["L"]
-                dq_, dk_ = dq_ + dAL @ k_, dk_ + dAL.transpose(-1, -2) @ q_
+                dq_, dk_ = dAL @ k_, dAL.transpose(-1, -2) @ q_
             else:
-                dq_A, dk_A = _scores_by_halving_grad(q_, k_, d["G"], d["R"], dA)
-                dq_, dk_ = dq_ + dq_A, dk_ + dk_A
+                dq_, dk_ = _scores_by_halving_grad(q_, k_, d["G"], d["R"], dA)
+            dv_ = d["A"].transpose(-1, -2) @ do_                      # 6'.
+            if not no_S:
+                dq_ = dq_ + (do_ @ S_n.transpose(-1, -2)) * d["in"]
+            if not no_D:
+                dv_ = dv_ + (k_ * d["out"]) @ D_n
+                dk_ = dk_ + (v_ @ D_n.transpose(-1, -2)) * d["out"]
             # dG_t: G_t enters as exp(+G_t) with q_t and exp(-G_t) with k_t, and G_last also through
             # the carry (a_n S_n + U_n = S_next): q dq - k dk, plus D_n . S_next in the last row.
             dG = q_ * dq_ - k_ * dk_
-            last = D_n * S_next                                        # (B, H, n, K, V)
             if d["L"] is not None:
-                dG, last = dG.sum(-1, keepdim=True), last.sum((-2, -1))[..., None]
-            else:
-                last = last.sum(-1)
-            dG[..., -1, :] += last
+                dG = dG.sum(-1, keepdim=True)
+            if not no_D:
+                after = S_all[:, :, n0 + n] if n0 + n < N else h       # the state leaving the segment
+                S_next = torch.cat([S_all[:, :, n0 + 1:n0 + n], after[:, :, None]], 2)   # leaving each chunk
+                last = D_n * S_next                                    # (B, H, n, K, V)
+                dG[..., -1, :] += last.sum((-2, -1))[..., None] if d["L"] is not None else last.sum(-1)
             dg_ = dG.flip(3).cumsum(3).flip(3).masked_fill(d["reset"], 0.0)   # G is g's sum in the chunk
             for grad, x in ((dq, dq_), (dk, dk_), (dv, dv_), (dg, dg_)):
                 grad[:, t0:t1] = _unchunk(x, t1 - t0).reshape(grad[:, t0:t1].shape)
@@ -249,7 +256,7 @@ def _chunks(x, t0, t1, C, acc):
     B, T_, H, dim = x.shape
     n = -(-T_ // C)
     x = F.pad(x, (0, 0, 0, 0, 0, n * C - T_)) if n * C > T_ else x
-    return x.view(B, n, C, H, dim).permute(0, 3, 1, 2, 4).to(acc, memory_format=torch.contiguous_format)
+    return x.view(B, n, C, H, dim).permute(0, 3, 1, 2, 4).to(acc).contiguous()   # bmm's fast path needs it
 
 
 def _unchunk(x, T_):

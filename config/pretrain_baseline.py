@@ -4,7 +4,7 @@
 # windows its position-wise perplexity climbs again beyond its training context T = 16 bytes
 # (README, "The main job"). Its weights are shipped in assets/baseline (without the optimiser state,
 # to stay small: it is post-trained, not resumed). This remakes it in out-baseline (never over the
-# shipped copy) in about 16 minutes on 2 CPU cores; `--init_from=out-baseline` post-trains the remake:
+# shipped copy) in about 13 minutes on 2 CPU cores; `--init_from=out-baseline` post-trains the remake:
 #   python train.py config/pretrain_baseline.py
 # What makes the failure large at this scale:
 #  - slow initial decays: dt starts log-uniform in [1e-5, 1e-3] instead of mamba_ssm's [1e-3, 1e-1],

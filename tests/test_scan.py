@@ -243,3 +243,27 @@ def test_chunked_in_segments(per_channel, monkeypatch):
     want = outputs_and_grads(scan_ref, (q, k, v, g, h0), torch.float64)
     got = outputs_and_grads(scan_chunked, (q, k, v, g, h0), torch.float64, chunk_size=8)
     assert_close(got, want, 1e-10, "scan_chunked in segments")
+
+
+@pytest.mark.parametrize("uses", ["o", "h"])
+@pytest.mark.parametrize("T", [11, 37], ids=["one_chunk", "three_chunks"])
+@pytest.mark.parametrize("with_h0", [False, True], ids=["zero_h0", "h0"])
+@pytest.mark.parametrize("per_channel", [False, True], ids=["g_per_head", "g_per_channel"])
+def test_chunked_loss_of_o_or_h_alone(uses, T, with_h0, per_channel):
+    # A training batch's loss uses o alone (its final state h gets no gradient), a state-passing
+    # probe's h alone; then scan_chunked's backward receives None for the other output and skips the
+    # work that would multiply zeros (with one chunk from the zero state, every S_n and D_n is 0).
+    # Every gradient against the loop's, for each combination of those shortcuts.
+    inputs = [None if x is None else x.requires_grad_()
+              for x in make_inputs(2, T, 2, 5, 6, per_channel, with_h0)]
+    grads = []
+    for fn, kw in ((scan_ref, {}), (scan_chunked, {"chunk_size": 16})):
+        o, h = fn(*inputs, **kw)
+        out = o if uses == "o" else h
+        weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=out.dtype)
+        wrt = [x for x in inputs if x is not None]
+        grads.append(torch.autograd.grad((out * weights).sum(), wrt, allow_unused=True))
+    for name, a, b in zip(["dq", "dk", "dv", "dg", "dh0"], *grads):
+        b = torch.zeros_like(a) if b is None else b
+        a = torch.zeros_like(b) if a is None else a
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10, msg=f"{name} with a loss of {uses} alone")
