@@ -168,19 +168,21 @@ class _Chunked(torch.autograd.Function):
     (one (K, V) state per chunk), everything else is made again in the backward. (Through autograd,
     the loop of step 5 cost O(N^2): each S_{n+1} = a_n S_n + U_n read U_n as a slice, whose backward
     writes a zero tensor the size of all N increments; and autograd kept some ten tensors per token.)
-    apply(q, k, v, g, h0, C) -> (o, h)."""
+    apply(q, k, v, g, h0, C, keep) -> (o, h)."""
 
     @staticmethod
-    def forward(ctx, q, k, v, g, h0, C):
+    def forward(ctx, q, k, v, g, h0, C, keep):
         (B, T, H, K), V, acc = q.shape, v.shape[-1], _acc_dtype(q)
         N = -(-T // C)
         per_chunk = B * H * max(C * max(K, V, C), K * V)
         step = max(1, _SEGMENT_NUMBERS // per_chunk)                   # chunks per segment
+        # keep: a backward will follow, which needs every S_n; without one (evaluation) a segment's S_n
+        # are enough, and the memory they take no longer grows with T.
         # One chunk from the zero state (a training batch with T <= C): every S_n is 0, so step 6 reads
         # no state. The backward skips the same way when no gradient comes through the final state.
         no_S = h0 is None and N == 1
         o = torch.empty(B, T, H, V, dtype=v.dtype, device=v.device)
-        S_all = torch.empty(B, H, N, K, V, dtype=acc, device=q.device) # S_n: the state entering chunk n
+        S_all = torch.empty(B, H, N if keep else min(N, step), K, V, dtype=acc, device=q.device)   # S_n
         S = None if h0 is None else h0.to(acc)                        # None: the zero state
         for n0 in range(0, N, step):
             t0, t1 = n0 * C, min(T, (n0 + step) * C)
@@ -188,10 +190,11 @@ class _Chunked(torch.autograd.Function):
             d = _decays(q_, k_, g_)
             kd = k_ * d["out"]
             U = kd.transpose(-1, -2) @ v_                              # 4. what each chunk adds
+            first = 0 if keep else n0
             for j, (a_j, U_j) in enumerate(zip(d["a"].unbind(2), U.unbind(2))):   # 5. the carry
-                S_all[:, :, n0 + j] = 0 if S is None else S
+                S_all[:, :, n0 - first + j] = 0 if S is None else S
                 S = U_j if S is None else a_j * S + U_j
-            S_n = S_all[:, :, n0:n0 + U.shape[2]]
+            S_n = S_all[:, :, n0 - first:n0 - first + U.shape[2]]
             o_ = d["A"] @ v_                                           # 6. read the scores and S_n
             o_ = o_ if no_S else o_ + (q_ * d["in"]) @ S_n
             o[:, t0:t1] = _unchunk(o_, t1 - t0)
@@ -246,7 +249,7 @@ class _Chunked(torch.autograd.Function):
             for grad, x in ((dq, dq_), (dk, dk_), (dv, dv_), (dg, dg_)):
                 grad[:, t0:t1] = _unchunk(x, t1 - t0).reshape(grad[:, t0:t1].shape)
         return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dg.to(g.dtype),
-                None if h0 is None else D.to(h0.dtype), None)
+                None if h0 is None else D.to(h0.dtype), None, None)
 
 
 def _chunks(x, t0, t1, C, acc):
@@ -308,7 +311,8 @@ def scan_chunked(q, k, v, g, h0=None, chunk_size=64):
     if chunk_size < 1 or chunk_size & (chunk_size - 1):
         raise ValueError(f"chunk_size must be a power of two, got {chunk_size}")
     C = min(chunk_size, 1 << (T - 1).bit_length())   # no point padding a short sequence to a full C
-    return _Chunked.apply(q, k, v, g, h0, C)
+    keep = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (q, k, v, g, h0))
+    return _Chunked.apply(q, k, v, g, h0, C, keep)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -243,6 +243,8 @@ def test_chunked_in_segments(per_channel, monkeypatch):
     want = outputs_and_grads(scan_ref, (q, k, v, g, h0), torch.float64)
     got = outputs_and_grads(scan_chunked, (q, k, v, g, h0), torch.float64, chunk_size=8)
     assert_close(got, want, 1e-10, "scan_chunked in segments")
+    with torch.no_grad():   # no backward to follow: the forward keeps one segment's states, not all
+        assert_close(scan_chunked(q, k, v, g, h0, chunk_size=8), want[:2], 1e-10, "without grad")
 
 
 @pytest.mark.parametrize("uses", ["o", "h"])
