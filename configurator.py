@@ -17,8 +17,11 @@ CONFIG_TYPES = (int, float, bool, str, tuple, type(None))
 
 
 def config_keys(module_globals):
-    """The script's settings: public globals of simple types, defined before this call."""
-    return [k for k, v in module_globals.items() if not k.startswith("_") and isinstance(v, CONFIG_TYPES)]
+    """The script's settings: public globals of simple types, defined before this call. A name of two
+    or more capitals is a constant (train.py imports interventions.INTERVENTIONS, a tuple), not a
+    setting; one capital is a symbol of the paper's (effrem.py's T)."""
+    return [k for k, v in module_globals.items() if not k.startswith("_")
+            and not (k.isupper() and len(k) > 1) and isinstance(v, CONFIG_TYPES)]
 
 
 def _checked(key, value, default):

@@ -8,8 +8,10 @@
 #
 #   bash experiments/architectures.sh [out] [train.py flags...]
 # The sizes follow from the recipe's d_model 256 (mixers.py says how per architecture; Mamba-1 takes
-# mamba_ssm's d_state 16). Stopped at any moment, the same command continues it: train.py --finish=True
-# keeps a finished run and continues a stopped one, and an evaluation with its results.json is kept.
+# mamba_ssm's d_state 16); Mamba-2's baseline is the shipped assets/baseline, made by this recipe.
+# Stopped at any moment, the same command continues it: train.py --finish=True keeps a finished run and
+# continues a stopped one, and an evaluation with its results.json is kept.
+# ARCHS picks the architectures (default all four; Mamba-1 is the slow one on a CPU, docs/models.md);
 # PRETRAIN_ITERS and POST_ITERS (steps), EVAL_FLAGS and EFFREM_FLAGS override the
 # defaults; a check of the whole pipeline in a minute or two:
 #   PRETRAIN_ITERS=4 POST_ITERS=2 EVAL_FLAGS="--n_seqs=2 --seq_len=256" EFFREM_FLAGS="--n_seqs=2 --ts=1,8" \
@@ -21,16 +23,21 @@ shift $(( $# < 1 ? $# : 1 ))
 pretrain=(); [ -n "${PRETRAIN_ITERS:-}" ] && pretrain=(--max_iters="$PRETRAIN_ITERS")   # default: the configs'
 post=(); [ -n "${POST_ITERS:-}" ] && post=(--max_iters="$POST_ITERS")
 results=()
-for arch in mamba1 mamba2 gla rwkv6; do
+for arch in ${ARCHS:-mamba1 mamba2 gla rwkv6}; do
   dir="$out/$arch"
-  sizes=(); [ "$arch" = mamba1 ] && sizes=(--d_state=16)
-  python train.py config/pretrain_baseline.py --arch=$arch "${sizes[@]}" --out_dir="$dir/baseline" \
-    "${pretrain[@]}" --final_eval_seqs=0 --finish=True "$@"
+  base="$dir/baseline"
+  if [ "$arch" = mamba2 ] && [ -z "${PRETRAIN_ITERS:-}" ]; then
+    base=assets/baseline
+  else
+    sizes=(); [ "$arch" = mamba1 ] && sizes=(--d_state=16)
+    python train.py config/pretrain_baseline.py --arch=$arch "${sizes[@]}" --out_dir="$base" \
+      "${pretrain[@]}" --final_eval_seqs=0 --finish=True "$@"
+  fi
   for run in control state_passing; do
-    python train.py "config/post_$run.py" --init_from="$dir/baseline" --out_dir="$dir/$run" \
+    python train.py "config/post_$run.py" --init_from="$base" --out_dir="$dir/$run" \
       "${post[@]}" --final_eval_seqs=0 --finish=True "$@"
   done
-  runs="$dir/baseline,$dir/control,$dir/state_passing"
+  runs="$base,$dir/control,$dir/state_passing"
   if [ ! -f "$dir/eval/results.json" ]; then
     python evaluate.py --seq_len=2048 ${EVAL_FLAGS:-} --checkpoints="$runs" \
       --labels="baseline,control,state passing" --reference="$dir/control" --out_dir="$dir/eval"

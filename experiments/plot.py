@@ -13,6 +13,7 @@ Each also prints its numbers as a Markdown table. Three measures (evaluate.py), 
     vs reference  full-context loss - the reference run's (the control) on the same tokens (< 0: better)
 """
 import json
+import math
 import re
 import sys
 
@@ -140,28 +141,31 @@ def sizes(paths, out):
 
 
 def architectures(paths, out):
-    """One panel per architecture (the folder name above eval/): the raw full-context loss of the baseline,
-    the control and State Passing per position bucket; and the table of the rise beyond T."""
+    """One panel per architecture (the folder name above eval/): the raw position-wise perplexity of the
+    baseline, the control and State Passing (fig. 1's plot); and the table of the rise beyond T."""
     per_arch = {re.search(r"([^/]+)/eval/results.json$", p).group(1): load(p) for p in paths}
     last = bucket(next(iter(per_arch.values()))[0], "last")["name"]
-    print(f"| architecture | baseline excess at {last} | control excess | state passing excess | "
-          f"state passing vs control |")
-    print("|---|---|---|---|---|")
+    print(f"rise at {last} over [T, 4T) (> 0: the raw curve climbs beyond T); State Passing minus the "
+          f"control at {last} and inside the context, [T/2, T)")
+    print("| architecture | baseline | control | state passing | SP - control | SP - control inside |")
+    print("|---|---|---|---|---|---|")
     fig, axes = plt.subplots(1, len(per_arch), figsize=(3.6 * len(per_arch), 3.6), squeeze=False)
     for ax, (arch, results) in zip(axes[0], per_arch.items()):
         by = {r["label"]: r for r in results}
         b = {label: bucket(r, "last") for label, r in by.items()}
-        print(f"| {arch} | {cell(b['baseline'], 'excess')} | {cell(b['control'], 'excess')} | "
-              f"{cell(b['state passing'], 'excess')} | {cell(b['state passing'], 'vs_reference')} |")
+        sp_in = bucket(by["state passing"], "[T/2, T)")
+        print(f"| {arch} | {cell(b['baseline'], 'rise')} | {cell(b['control'], 'rise')} | "
+              f"{cell(b['state passing'], 'rise')} | {cell(b['state passing'], 'vs_reference')} | "
+              f"{cell(sp_in, 'vs_reference')} |")
         for label, r in by.items():
             whole = [x for x in r["buckets"] if x["end"] <= r["L"]]
-            ax.plot([(x["start"] + x["end"]) / 2 for x in whole], [x["full"] for x in whole], marker="o",
-                    ms=3, label=label)
+            ax.plot([(x["start"] + x["end"]) / 2 for x in whole], [math.exp(x["full"]) for x in whole],
+                    marker="o", ms=3, label=label)
         ax.axvline(results[0]["T_train"], color="gray", ls=":", lw=0.8)
-        ax.set(xscale="log", xlabel="position (tokens)", title=arch)
-    axes[0][0].set_ylabel("full-context loss (nats/token)")
+        ax.set(xscale="log", xlabel="position t (tokens)", title=arch)
+    axes[0][0].set_ylabel("perplexity at position t")
     axes[0][0].legend(fontsize=8)
-    fig.suptitle("Four architectures, each pretrained at T (dotted), then post-trained (figs. 1 and 10)")
+    fig.suptitle("Each architecture pretrained at T (dotted), then post-trained (figs. 1 and 10)")
     fig.tight_layout()
     fig.savefig(out, dpi=120)
 

@@ -7,6 +7,7 @@ import os
 import re
 import runpy
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -154,3 +155,13 @@ def test_every_setting_a_config_file_gives_is_used_or_refused(tmp_path, capsys):
     assert e.value.filename == str(tmp_path / "broken.py")
     with pytest.raises(ValueError, match=r"--key=value \(two dashes\), got '-n=5'"):
         configure(settings, ["-n=5"])
+
+
+def test_an_imported_constant_is_not_a_setting():
+    # train.py imports INTERVENTIONS (a tuple) before configure(globals()): it was taken for a setting,
+    # listed by --help, saved with every run, and compared when a run was continued
+    from configurator import config_keys
+    assert config_keys({"INTERVENTIONS": ("zero",), "Ts": (2048,), "T": 64, "n": 1, "_x": 2}) == ["Ts", "T", "n"]
+    out = subprocess.run([sys.executable, "train.py", "--help"], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout
+    assert "--intervention=" in out and "INTERVENTIONS" not in out
