@@ -1,61 +1,34 @@
 """
-The paper's long-context tasks (sec. 5): do the interventions help with real long-range work, not only
-with perplexity? Three generators, their scoring, and the evaluation of trained checkpoints on them.
+The paper's long-context tasks (sec. 5): do the interventions help with real long-range work, not
+only with perplexity? This file holds the tasks' samples and their training batches:
 
-    copy      synthetic copying (Jelassi et al. 2024; table 1): a random string, a separator, the string again
-    passkey   passkey retrieval (Mohtashami & Jaggi 2023; fig. 7): a 5-digit key hidden at a depth of filler
-    qa1-qa3   BABILong-style reasoning (Kuratov et al. 2024; fig. 6): bAbI stories with one, two or three
-              supporting facts, scattered through filler text from the project's corpus
+    copy      synthetic copying (Jelassi et al. 2024; table 1): a random string, a separator, the
+              string again
+    passkey   passkey retrieval (Mohtashami & Jaggi 2023; fig. 7): a 5-digit key hidden at a depth
+              of filler
+    qa1-qa3   BABILong-style reasoning (Kuratov et al. 2024; fig. 6): bAbI stories with one, two or
+              three supporting facts, scattered through filler text from the project's corpus
 
-Training goes through train.py (--task=copy ...: its get_batch draws the batches from get_batch here, the
-loss covers the answer only), evaluation through this file:
+Training goes through train.py (--task=copy ...: its get_batch draws the batches from get_batch
+here, the loss covers the answer only); scoring trained checkpoints on the tasks (greedy generation,
+the scores, the tables and figures) through evaluate_tasks.py. tasks.sh runs a whole experiment
+(every setting and seed, then the scoring) in one command.
 
-    python tasks.py --task=copy --checkpoints=out-copy-zero-1,out-copy-sp-1 --out_dir=eval-copy
-    python tasks.py --task=passkey --checkpoints=... --lengths=256,1024,4096 --depths=0,0.5,1
-
-Checkpoints sharing a label (by default their intervention) are seeds of one setting: their scores are
-averaged, with the standard deviation across seeds. Greedy decoding throughout; a prompt's answer is
-right when the first word generated is the answer exactly. Writes <task>.json and <task>.png to out_dir.
-tasks.sh runs a whole experiment (every setting and seed, then this evaluation) in one command.
-
-Filler: training draws it from the corpus's train split, evaluation from its val split, so that the model
-is scored on text it never saw and cannot have memorised the haystack around the facts.
+Filler: training draws it from the corpus's train split, evaluation from its val split, so that the
+model is scored on text it never saw and cannot have memorised the haystack around the facts.
 """
 import functools
-import json
-import os
-from contextlib import nullcontext
 
 import numpy as np
 import torch
 
 import data
-import measure
-from configurator import configure
-
-# -----------------------------------------------------------------------------------------------
-task = "copy"            # "copy", "passkey", "qa1", "qa2" or "qa3"
-checkpoints = ""         # comma-separated train.py out_dirs
-labels = ""              # comma-separated, one per checkpoint; "": each run's intervention
-out_dir = "eval-tasks"
-n_examples = 100         # prompts per cell (per copy length; per context length x depth)
-lengths = ()             # e.g. --lengths=256,1024 (one: --lengths=256,). (): copy: L/2, L, 2L, 3L with L the
-                         # longest trained copy (3L: the paper's 3x); passkey: T..16T; qa*: 0 (the facts alone), T..16T
-depths = (0.0, 0.25, 0.5, 0.75, 1.0)   # passkey: where the key sits in the filler (0: first, 1: last)
-corpus = ""              # the filler's corpus (its val split); "": the first checkpoint's
-seed = 0
-device = "cuda" if torch.cuda.is_available() else "cpu"
-dtype = "float32"        # tiny models: nothing to gain from bfloat16, and it rounds the long states
-threads = 0              # CPU threads for torch; 0 = as many as the cores other jobs leave free
-if __name__ == "__main__":
-    config = configure(globals())
-# -----------------------------------------------------------------------------------------------
 
 TASKS = ("copy", "passkey", "qa1", "qa2", "qa3")   # and, to train on, "babi": qa1-qa3 mixed
 
-# Copying: the symbols are the byte ids of "a", "b", ...; a new line starts an example (so that a model
-# whose state carries an earlier example, under State Passing, sees where this one begins, as Jelassi et
-# al.'s start token), "|" separates the string from its copy.
+# Copying: the symbols are the byte ids of "a", "b", ...; a new line starts an example (so that a
+# model whose state carries an earlier example, under State Passing, sees where this one begins, as
+# Jelassi et al.'s start token), "|" separates the string from its copy.
 FIRST_SYMBOL, START, SEPARATOR = ord("a"), ord("\n"), ord("|")
 ALPHABET_SIZE = 16
 
@@ -73,18 +46,6 @@ def copy_example(length, rng, alphabet_size=ALPHABET_SIZE):
 def copy_max(T):
     """The longest copy that a training context of T tokens holds: 2 L + 1 inputs <= T."""
     return (T - 1) // 2
-
-
-def score_copy(generated, source):
-    """generated, source (B, L) ids -> (character accuracy, whole-string accuracy), each (B,) float."""
-    right = np.asarray(generated) == np.asarray(source)
-    return right.mean(axis=1), right.all(axis=1).astype(float)
-
-
-def score_answer(output, answer):
-    """Passkey and bAbI: is the first word of the generated text (its trailing period aside) the answer?"""
-    words = output.split()
-    return bool(words) and words[0].rstrip(".") == answer
 
 
 # Filler: random windows of a corpus split, cut at token boundaries (BABILong uses PG-19 books).
@@ -124,7 +85,8 @@ QUESTION = "\nWhat is the pass key? The pass key is"
 
 def passkey_example(n_tokens, depth, tokenizer, rng, filler=None):
     """The instruction, filler with the key sentence at the fraction `depth` of it, the question.
-    -> prompt_ids (n_tokens,) int64, key: the 5-digit string (it appears nowhere else in the prompt)."""
+    -> prompt_ids (n_tokens,) int64, key: the 5-digit string (it appears nowhere else in the
+    prompt)."""
     if not 0 <= depth <= 1:
         raise ValueError(f"depth = {depth}: use a fraction of the filler in [0, 1]")
     head, tail = tokenizer.encode(INSTRUCTION), tokenizer.encode(QUESTION)
@@ -136,9 +98,10 @@ def passkey_example(n_tokens, depth, tokenizer, rng, filler=None):
             raise ValueError(f"n_tokens = {n_tokens} is too short for the passkey prompt: it needs "
                              f"{n_tokens - F} tokens without filler")
         before = round(depth * F)
-        prompt = np.concatenate([head, _filler(before, tokenizer, rng, filler), sentence,
-                                 _filler(F - before, tokenizer, rng, filler), tail]).astype(np.int64)
-        if tokenizer.decode(prompt).count(key) == 2:   # redraw a key that the filler happens to hold
+        pieces = [head, _filler(before, tokenizer, rng, filler), sentence,
+                  _filler(F - before, tokenizer, rng, filler), tail]
+        prompt = np.concatenate(pieces).astype(np.int64)
+        if tokenizer.decode(prompt).count(key) == 2:   # else redraw: the filler holds this key
             return prompt, key
     raise RuntimeError("no key absent from the filler in 100 draws: is the filler made of digits?")
 
@@ -150,12 +113,14 @@ OBJECTS = ("apple", "football", "milk")
 MOVE = ("moved to", "went to", "journeyed to", "travelled to", "went back to")
 TAKE = ("picked up", "got", "grabbed", "took")
 DROP = ("dropped", "discarded", "put down", "left")
-N_FACTS = {"qa1": 4, "qa2": 5, "qa3": 5}   # facts per story: with bytes, <= 226 tokens with the question
+# facts per story: with bytes, <= 226 tokens with the question
+N_FACTS = {"qa1": 4, "qa2": 5, "qa3": 5}
 
 
 def babi_story(task, rng):
-    """A story of N_FACTS[task] sentences and a question whose answer follows from 1 (qa1), 2 (qa2: who took
-    the object, where they went) or 3 (qa3) of them. -> (facts: list of str, question, answer)."""
+    """A story of N_FACTS[task] sentences and a question whose answer follows from 1 (qa1), 2 (qa2:
+    who took the object, where they went) or 3 (qa3) of them. -> (facts: list of str, question,
+    answer)."""
     if task not in N_FACTS:
         raise ValueError(f"task {task!r}: the bAbI tasks here are qa1, qa2, qa3")
     while True:                                       # redraw until the question has an answer
@@ -216,17 +181,18 @@ def _tokenizer(name):
 
 
 def get_batch(task, split, batch_size, block_size, generator, dataset, device="cpu"):
-    """Task samples -> x, y (B, T'), y = -1 except on the targets (the loss ignores -1). copy: one copy
-    length per batch, uniform in [L/2, L], L = copy_max(T), so T' = 2 length + 1 <= T; passkey, qa*, babi:
-    T' = T, prompts of
-    about T tokens with the filler from `split` of `dataset` (data.Data), the answer, filler after it."""
+    """Task samples -> x, y (B, T'), y = -1 except on the targets (the loss ignores -1). copy: one
+    copy length per batch, uniform in [L/2, L], L = copy_max(T), so T' = 2 length + 1 <= T; passkey,
+    qa*, babi: T' = T, prompts of about T tokens with the filler from `split` of `dataset`
+    (data.Data), the answer, filler after it."""
     if task not in TASKS + ("babi",):
-        raise ValueError(f"task = {task!r}: use one of {', '.join(TASKS)}, babi (qa1-qa3 mixed), or '' "
-                         f"(the corpus)")
+        raise ValueError(f"task = {task!r}: use one of {', '.join(TASKS)}, babi (qa1-qa3 mixed), "
+                         f"or '' (the corpus)")
     rng = np.random.default_rng(torch.randint(2**62, (1,), generator=generator).item())
     if task == "copy":
         if block_size < 5:
-            raise ValueError(f"block_size = {block_size}: copying needs >= 5 (copy lengths 1..(T - 1) // 2)")
+            raise ValueError(f"block_size = {block_size}: copying needs >= 5 "
+                             f"(copy lengths 1..(T - 1) // 2)")
         L = int(rng.integers(copy_max(block_size) // 2, copy_max(block_size) + 1))
         ids, mask = zip(*(copy_example(L, rng) for _ in range(batch_size)))
         ids, mask = np.stack(ids), np.stack(mask)
@@ -234,13 +200,16 @@ def get_batch(task, split, batch_size, block_size, generator, dataset, device="c
         return torch.from_numpy(ids[:, :-1]).to(device), torch.from_numpy(y).to(device)
     tok, filler = _tokenizer(dataset.meta["tokenizer"]), getattr(dataset, split)
     x, y = np.zeros((batch_size, block_size + 1), np.int64), np.full((batch_size, block_size), -1)
-    n = block_size + 1 - len(tok.encode(" bathroom\n"))   # room for the longest answer (" 12345\n" is shorter)
+    # room for the longest answer (" 12345\n" is shorter)
+    n = block_size + 1 - len(tok.encode(" bathroom\n"))
     if task == "passkey":    # in block_size's terms, not n_tokens' (passkey_example's)
-        fixed = sum(len(tok.encode(t)) for t in (INSTRUCTION, KEY_SENTENCE.format(key="12345"), QUESTION))
+        fixed = sum(len(tok.encode(t))
+                    for t in (INSTRUCTION, KEY_SENTENCE.format(key="12345"), QUESTION))
         if n < fixed:
-            raise ValueError(f"block_size = {block_size} is too short for passkey prompts: the instruction, key "
-                             f"sentence, question and answer take {fixed + block_size + 1 - n} tokens. Raise "
-                             f"--block_size to at least {fixed + block_size - n}")
+            raise ValueError(f"block_size = {block_size} is too short for passkey prompts: the "
+                             f"instruction, key sentence, question and answer take "
+                             f"{fixed + block_size + 1 - n} tokens. Raise --block_size to at least "
+                             f"{fixed + block_size - n}")
     for b in range(batch_size):
         if task == "passkey":
             prompt, answer = passkey_example(n, rng.random(), tok, rng, filler)
@@ -248,206 +217,10 @@ def get_batch(task, split, batch_size, block_size, generator, dataset, device="c
             qa = f"qa{rng.integers(1, 4)}" if task == "babi" else task
             prompt, answer = babi_example(qa, n, tok, rng, filler)
         if len(prompt) > n:
-            raise ValueError(f"a {task} prompt takes {len(prompt)} tokens, block_size = {block_size} "
-                             f"leaves {n}: raise block_size")
+            raise ValueError(f"a {task} prompt takes {len(prompt)} tokens, "
+                             f"block_size = {block_size} leaves {n}: raise block_size")
         answer = tok.encode(f" {answer}\n")        # the newline: where the answer ends
-        row = np.concatenate([prompt, answer, _filler(block_size + 1 - len(prompt) - len(answer), tok,
-                                                      rng, filler)])
-        x[b] = row
+        after = _filler(block_size + 1 - len(prompt) - len(answer), tok, rng, filler)
+        x[b] = np.concatenate([prompt, answer, after])
         y[b, len(prompt) - 1:len(prompt) - 1 + len(answer)] = answer
     return torch.from_numpy(x[:, :-1]).to(device), torch.from_numpy(y).to(device)
-
-
-# -----------------------------------------------------------------------------------------------
-# evaluation: greedy decoding, from a zero state (as all evaluation, sec. 4.2)
-
-
-@torch.no_grad()
-def generate(model, prompts, max_new, device="cpu", ctx=None, batch_size=32):
-    """prompts: list of (n_i,) ids -> (len(prompts), max_new) greedily generated ids. Prompts of one
-    length are decoded together."""
-    out = np.zeros((len(prompts), max_new), np.int64)
-    by_len = {}
-    for i, p in enumerate(prompts):
-        by_len.setdefault(len(p), []).append(i)
-    for n, idx in by_len.items():
-        for k in range(0, len(idx), batch_size):
-            rows = idx[k:k + batch_size]
-            x = torch.from_numpy(np.stack([prompts[i] for i in rows])).to(device)
-            with ctx or nullcontext():
-                out[rows] = model.generate(x, max_new)[:, n:].cpu().numpy()
-    return out
-
-
-def eval_copy(model, lengths, n, rng, device="cpu", ctx=None):
-    """Copies of n random strings per length -> {length: (char accuracies (n,), string accuracies (n,))}."""
-    result = {}
-    for L in lengths:
-        ids = np.stack([copy_example(L, rng)[0] for _ in range(n)])
-        result[L] = score_copy(generate(model, list(ids[:, :L + 2]), L, device, ctx), ids[:, L + 2:])
-    return result
-
-
-def eval_answers(model, examples, tokenizer, device="cpu", ctx=None):
-    """examples: [(prompt_ids, answer)] -> (len(examples),) bool, the answers right."""
-    longest = max(len(tokenizer.encode(f" {a}\n")) for _, a in examples)
-    gen = generate(model, [p for p, _ in examples], longest, device, ctx)
-    return np.array([score_answer(tokenizer.decode(g), a) for g, (_, a) in zip(gen, examples)])
-
-
-def run_checkpoint(model, T, tok, filler, rng, device, ctx):
-    """The task's scores for one model: copy: {"char", "string"} (lengths,); passkey: {"acc"} (depths,
-    lengths); qa*: {"acc"} (lengths,). Also the lengths (and depths) used."""
-    if task == "copy":
-        L = copy_max(T)
-        Ls = list(lengths) or [L // 2, L, 2 * L, 3 * L]
-        r = eval_copy(model, Ls, n_examples, rng, device, ctx)
-        return dict(lengths=Ls, char=[r[L][0].mean() for L in Ls], string=[r[L][1].mean() for L in Ls])
-    Ls = list(lengths) or [0] * (task != "passkey") + [T * 2**i for i in range(5)]
-    ds = list(depths) if task == "passkey" else [None]
-    acc = np.zeros((len(ds), len(Ls)))
-    for j, L in enumerate(Ls):
-        for i, d in enumerate(ds):
-            examples = [passkey_example(L, d, tok, rng, filler) if task == "passkey"
-                        else babi_example(task, L, tok, rng, filler) for _ in range(n_examples)]
-            acc[i, j] = eval_answers(model, examples, tok, device, ctx).mean()
-        print(f"  {L} tokens: accuracy {np.round(acc[:, j], 2).tolist()}", flush=True)
-    return dict(lengths=Ls, depths=ds, acc=acc) if task == "passkey" else dict(lengths=Ls, acc=acc[0])
-
-
-def summarise(runs):
-    """Runs of one label (seeds) -> {key: (mean, std)} over the seeds, per score array (std 0 for one)."""
-    keys = [k for k in ("char", "string", "acc") if k in runs[0]]
-    return {k: (np.mean([r[k] for r in runs], 0), np.std([r[k] for r in runs], 0, ddof=min(1, len(runs) - 1)))
-            for k in keys}
-
-
-def beyond_T(groups, T):
-    """Per setting, the accuracy on prompts longer than T (passkey: over all depths too) -> {label:
-    (mean, standard error)}: the error over seeds (std / sqrt(seeds)), or with one seed over the
-    prompts (binomial: each cell's p (1 - p) / n_examples)."""
-    out = {}
-    for label, g in groups.items():
-        runs = g["runs"]
-        beyond = np.array(runs[0]["lengths"]) > T
-        cells = [np.asarray(r["acc"])[..., beyond] for r in runs]
-        means = [c.mean() for c in cells]
-        if len(runs) > 1:
-            se = np.std(means, ddof=1) / np.sqrt(len(runs))
-        else:
-            se = np.sqrt((cells[0] * (1 - cells[0]) / n_examples).sum()) / cells[0].size
-        out[label] = (float(np.mean(means)), float(se))
-    return out
-
-
-def print_tables(groups, T):
-    """passkey, qa*: accuracy per prompt length (passkey: the mean over depths), mean +- std over seeds;
-    then the accuracy beyond T and each setting's difference from the first one, with standard errors."""
-    first = next(iter(groups.values()))["runs"][0]
-    print(f"\n{task}: accuracy by prompt length (T = {T}{'; the mean over depths' if task == 'passkey' else ''}), "
-          "mean +- std over seeds")
-    print("| setting | seeds | " + " | ".join(map(str, first["lengths"])) + " |\n|---|---|" + "---|" * len(first["lengths"]))
-    for label, g in groups.items():
-        accs = [np.asarray(r["acc"]).reshape(-1, len(first["lengths"])).mean(0) for r in g["runs"]]
-        mean, std = np.mean(accs, 0), np.std(accs, 0, ddof=min(1, len(accs) - 1))
-        print(f"| {label} | {len(accs)} | " + " | ".join(f"{m:.2f} +- {s:.2f}" for m, s in zip(mean, std)) + " |")
-    b = beyond_T(groups, T)
-    ref = next(iter(b))                       # the first setting: the others are compared with it
-    m0, s0 = b[ref]
-    print(f"\nbeyond T (prompts longer than {T}): mean +- standard error "
-          f"({'over seeds' if len(groups[ref]['runs']) > 1 else f'over {n_examples} prompts a cell'})")
-    print(f"| setting | accuracy | minus {ref} |\n|---|---|---|")
-    for label, (m, s) in b.items():
-        diff = "" if label == ref else f"{m - m0:+.3f} +- {np.hypot(s, s0):.3f}"
-        print(f"| {label} | {m:.3f} +- {s:.3f} | {diff} |")
-    if task == "passkey":   # the same, one depth at a time: where the key sits decides what fails
-        print(f"\nbeyond T, by depth of the key: mean +- standard error\n| depth | " +
-              " | ".join(b) + f" | minus {ref} |\n|---|" + "---|" * (len(b) + 1))
-        for i, depth in enumerate(first["depths"]):
-            at = beyond_T({label: {"runs": [dict(r, acc=np.asarray(r["acc"])[i]) for r in g["runs"]]}
-                           for label, g in groups.items()}, T)
-            r0, e0 = at[ref]
-            cells = [f"{m:.3f} +- {s:.3f}" for m, s in at.values()]
-            diffs = [f"{m - r0:+.3f} +- {np.hypot(s, e0):.3f}" for label, (m, s) in at.items() if label != ref]
-            print(f"| {depth} | " + " | ".join(cells) + " | " + ", ".join(diffs) + " |")
-    return b
-
-
-def plot(groups, T, path):
-    """copy: accuracies against the copy length; passkey: a heatmap per label (fig. 7); qa*: accuracy
-    against the haystack's length (fig. 6). Error bars: the std across seeds."""
-    import matplotlib                     # here, not at the top: train.py imports this file for the samples
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    first = next(iter(groups.values()))["runs"][0]
-    if task == "passkey":
-        fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.6), squeeze=False)
-        for ax, (label, g) in zip(axes[0], groups.items()):
-            acc = g["mean"]["acc"]
-            ax.imshow(acc, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
-            for (i, j), v in np.ndenumerate(acc):
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8)
-            ax.set_xticks(range(len(first["lengths"])), first["lengths"])
-            ax.set_yticks(range(len(first["depths"])), first["depths"])
-            ax.set(xlabel="context length (tokens)", ylabel="depth of the key",
-                   title=f"{label} (T = {T}; mean of {len(g['runs'])} seed{'s' * (len(g['runs']) > 1)})")
-    else:
-        panels = ("char", "string") if task == "copy" else ("acc",)
-        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
-        x = np.arange(len(first["lengths"]))
-        for ax, key in zip(axes[0], panels):
-            for label, g in groups.items():
-                seeds = len(g["runs"])
-                one = seeds == 1 and key == "acc"     # one seed: the binomial error over the prompts
-                err = np.sqrt(g["mean"][key] * (1 - g["mean"][key]) / n_examples) if one else g["std"][key]
-                what = "1 seed; bars: s.e. over prompts" if one else f"seeds: {seeds}"
-                ax.errorbar(x, g["mean"][key], err, marker="o", capsize=3, label=f"{label} ({what})")
-            ax.set_xticks(x, first["lengths"])
-            ax.set_ylim(-0.02, 1.02)
-            what = {"char": "character accuracy", "string": "whole-string accuracy", "acc": "accuracy"}[key]
-            ax.set(ylabel=what, xlabel=f"copy length (longest trained: {copy_max(T)})" if task == "copy"
-                   else f"prompt length in tokens (T = {T}; 0: the facts alone)", title=f"{task}: {what}")
-            ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-if __name__ == "__main__":
-    measure.quiet_ctrl_c("tasks.py")
-    if task not in TASKS:
-        raise ValueError(f"--task={task!r}: use one of {', '.join(TASKS)}")
-    measure.check_settings(config, positive=("n_examples",), non_negative=("threads",))   # out_dir too
-    infos = [measure.checkpoint_info(name) for name in measure.checkpoint_names(checkpoints)]
-    given = measure.split_labels(labels) or [i["label"] for i in infos]
-    if len(given) != len(infos):
-        raise ValueError(f"{len(given)} labels for {len(infos)} checkpoints: give one label per checkpoint")
-    measure.check_tokenizers(infos, "")   # the prompts are tokenized with the first checkpoint's
-    ctx = measure.setup(seed, threads, device, dtype)
-    T = infos[0]["T_train"]
-    tok = data.get_tokenizer(infos[0]["tokenizer"] or "bytes")
-    filler = corpus_split(tok.name, "val", corpus or infos[0]["corpus"] or "stdlib",   # held-out text
-                          infos[0]["data_dir"] or "data")
-    groups = {}
-    for info, label in zip(infos, given):
-        print(f"{task}: evaluating {info['name']} ({label}), T = {info['T_train']}", flush=True)
-        model = measure.load_model(info["name"], device)
-        r = run_checkpoint(model, T, tok, filler, np.random.default_rng(seed), device, ctx)  # the same prompts for all
-        print("  " + ", ".join(f"{k} {np.round(r[k], 3).tolist()}" for k in ("char", "string", "acc") if k in r))
-        groups.setdefault(label, {"runs": []})["runs"].append(dict(checkpoint=info["name"], **r))
-    for g in groups.values():
-        s = summarise(g["runs"])
-        g["mean"], g["std"] = {k: v[0] for k, v in s.items()}, {k: v[1] for k, v in s.items()}
-    if task == "copy":    # table 1: accuracies at the longest evaluated length (3x the longest trained)
-        L = groups[given[0]]["runs"][0]["lengths"][-1]
-        print(f"\ncopying at length {L} (trained on {copy_max(T) // 2}-{copy_max(T)}), mean +- std over seeds")
-        print("| setting | seeds | character accuracy | whole-string accuracy |\n|---|---|---|---|")
-        for label, g in groups.items():
-            print(f"| {label} | {len(g['runs'])} | {g['mean']['char'][-1]:.3f} +- {g['std']['char'][-1]:.3f} "
-                  f"| {g['mean']['string'][-1]:.3f} +- {g['std']['string'][-1]:.3f} |")
-    beyond = None if task == "copy" else print_tables(groups, T)
-    os.makedirs(out_dir, exist_ok=True)
-    plot(groups, T, os.path.join(out_dir, f"{task}.png"))
-    with open(os.path.join(out_dir, f"{task}.json"), "w") as f:
-        json.dump(measure.to_json(dict(settings=config, T_train=T, results=groups, beyond_T=beyond)), f, indent=1)
-    print(f"wrote {out_dir}/{task}.json and {out_dir}/{task}.png")

@@ -489,7 +489,7 @@ if stopping:
 # Does the model length-generalize? evaluate.py's measure, on a few held-out sequences 32 times longer
 # than T: the loss of every token with its full context minus with the context cut to T/2..T tokens
 # (> 0 where the context beyond T hurts). `python evaluate.py --checkpoints=...` gives the whole picture.
-if final_eval_seqs and master and not task:   # a task's own measure is tasks.py's
+if final_eval_seqs and master and not task:   # a task's own measure is evaluate_tasks.py's
     import evaluate
     raw_model.eval()
     result = evaluate.evaluate_checkpoint(raw_model, *eval_seqs, block_size, ctx=autocast, device=device,

@@ -3,8 +3,8 @@
 # loss on the answer only. Fig. 6 compares the official checkpoint with its State Passing and TBTT
 # post-trainings; here the intervention acts during the fine-tuning itself. TBTT is not offered: the
 # task's samples are unrelated, so handing one's final state to the next is State Passing (with
-# p_zero = 0), and train.py refuses tbtt with a task. tasks.py then scores haystacks of 0 (the facts
-# alone) to 4096 tokens (16 T).
+# p_zero = 0), and train.py refuses tbtt with a task. evaluate_tasks.py then scores haystacks of 0
+# (the facts alone) to 4096 tokens (16 T).
 #   python train.py config/task_babi.py --intervention=zero --seed=1 --out_dir=out-babi-zero-1
 #   (and --intervention=state_passing); tasks.sh babi runs both.
 out_dir = "out-babi"
@@ -20,4 +20,4 @@ lr_decay = "constant"
 eval_interval = 250
 eval_iters = 4
 log_interval = 50
-final_eval_seqs = 0       # the measure is the task's, not the text's (tasks.py)
+final_eval_seqs = 0       # the measure is the task's, not the text's (evaluate_tasks.py)

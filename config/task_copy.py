@@ -1,7 +1,7 @@
 # Synthetic copying (paper sec. 5.3, table 1; Jelassi et al. 2024): a small Mamba-2 trained from scratch
-# to copy random strings of 4-8 letters (of 16) after a separator, the loss on the copy only. tasks.py
-# evaluates copies of 24 letters, 3x the longest trained, as the paper trains on 50-100 and evaluates
-# at 300. One run per setting and seed:
+# to copy random strings of 4-8 letters (of 16) after a separator, the loss on the copy only.
+# evaluate_tasks.py scores copies of 24 letters, 3x the longest trained, as the paper trains on
+# 50-100 and evaluates at 300. One run per setting and seed:
 #   python train.py config/task_copy.py --intervention=zero --seed=1 --out_dir=out-copy-zero-1
 #   python train.py config/task_copy.py --intervention=state_passing --seed=1 --out_dir=out-copy-sp-1
 # tasks.sh copy runs both settings over 3 seeds and prints the table.
@@ -20,4 +20,4 @@ lr_decay = "constant"
 eval_interval = 500
 eval_iters = 4
 log_interval = 100
-final_eval_seqs = 0       # the measure is the task's, not the text's (tasks.py)
+final_eval_seqs = 0       # the measure is the task's, not the text's (evaluate_tasks.py)

@@ -2,7 +2,8 @@
 # on the stdlib at T = 16) fine-tuned on passkey prompts of T = 256 tokens (the shortest prompt with
 # the bytes tokenizer is 146 tokens; the rest is stdlib code as filler, the key at a uniform depth),
 # the loss on the key only. The comparison of fig. 7: standard fine-tuning (zero initial state) against
-# fine-tuning with fitted noise (sec. 4.3); tasks.py then scores 256..4096 tokens (16 T) x 5 depths.
+# fine-tuning with fitted noise (sec. 4.3); evaluate_tasks.py then scores 256..4096 tokens (16 T)
+# x 5 depths.
 #   python train.py config/task_passkey.py --intervention=zero --seed=1 --out_dir=out-passkey-zero-1
 #   python train.py config/task_passkey.py --intervention=fitted_noise --seed=1 --out_dir=out-passkey-fn-1
 # tasks.sh passkey runs both and draws the heatmaps.
@@ -20,4 +21,4 @@ lr_decay = "constant"
 eval_interval = 250
 eval_iters = 4
 log_interval = 50
-final_eval_seqs = 0       # the measure is the task's, not the text's (tasks.py)
+final_eval_seqs = 0       # the measure is the task's, not the text's (evaluate_tasks.py)

@@ -309,7 +309,7 @@ def test_cli_writes_results_and_figures(tmp_path):
     ("evaluate.py", "--smooth=0"), ("evaluate.py", "--seq_len=-5"), ("evaluate.py", "--n_seqs=None"),
     ("effrem.py", "--n_seqs=0"), ("effrem.py", "--batch_size=0"), ("effrem.py", "--chunk_len=0"),
     ("effrem.py", "--T=-1"), ("effrem.py", "--T=1"), ("evaluate.py", "--dtype=float16"),
-    ("tasks.py", "--n_examples=0"), ("tasks.py", "--dtype=bfloat16")]
+    ("evaluate_tasks.py", "--n_examples=0"), ("evaluate_tasks.py", "--dtype=bfloat16")]
     + ([] if torch.cuda.is_available() else [("evaluate.py", "--device=cuda"), ("effrem.py", "--device=cuda")]))
 def test_out_of_range_settings_fail_at_once_naming_the_setting(script, setting):
     # checkpoints that do not exist: a setting checked later than them would report them instead
@@ -433,7 +433,7 @@ def test_ctrl_c_ends_a_measure_with_one_line(script, length, started, tmp_path):
     assert not (tmp_path / "eval").exists()
 
 
-@pytest.mark.parametrize("script", ["evaluate.py", "effrem.py", "tasks.py"])
+@pytest.mark.parametrize("script", ["evaluate.py", "effrem.py", "evaluate_tasks.py"])
 def test_an_out_dir_that_cannot_be_written_fails_before_any_work(script, tmp_path):
     # issue 23, case 5: out_dir was made only after all the scoring, which a file in its place then lost
     run = write_run(tmp_path / "run", tiny_lm(), 8)

@@ -1,6 +1,7 @@
-"""tasks.py: each generator does what its definition says, checked from the outside (the bAbI answers by a
-small world simulator written here, which reads the story's sentences back), the scorers on hand-made
-outputs, and a tiny end-to-end run of each task through train.py and tasks.py."""
+"""tasks.py: each generator does what its definition says, checked from the outside (the bAbI
+answers by a small world simulator written here, which reads the story's sentences back);
+evaluate_tasks.py: the scorers on hand-made outputs; and a tiny end-to-end run of each task through
+train.py and evaluate_tasks.py."""
 import json
 import re
 import runpy
@@ -15,6 +16,7 @@ import pytest
 import torch
 
 import data
+import evaluate_tasks
 import tasks
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -35,7 +37,7 @@ def test_copy_example_repeats_the_string_after_the_separator():
         assert ids.shape == mask.shape == (2 * length + 2,)
         assert ids[0] == ord("\n") and ids[length + 1] == ord("|")
         assert (ids[length + 2:] == ids[1:length + 1]).all()               # the copy is the source
-        assert mask.sum() == length and mask[length + 2:].all()            # the target is the copy only
+        assert mask.sum() == length and mask[length + 2:].all()   # the target is the copy only
         assert set(ids[1:length + 1]) <= set(range(ord("a"), ord("a") + 4))
     with pytest.raises(ValueError, match="alphabet_size"):
         tasks.copy_example(5, rng, alphabet_size=0)
@@ -43,14 +45,14 @@ def test_copy_example_repeats_the_string_after_the_separator():
 
 def test_scorers_on_hand_made_outputs():
     src = np.array([[1, 2, 3, 4], [1, 2, 3, 4]])
-    char, string = tasks.score_copy(np.array([[1, 2, 3, 4], [1, 2, 9, 4]]), src)
+    char, string = evaluate_tasks.score_copy(np.array([[1, 2, 3, 4], [1, 2, 9, 4]]), src)
     assert char.tolist() == [1.0, 0.75] and string.tolist() == [1.0, 0.0]
-    assert tasks.score_answer(" bathroom.\nQuestion", "bathroom")
-    assert tasks.score_answer(" 12345. Remem", "12345")
-    assert not tasks.score_answer(" bedroom", "bathroom")
-    assert not tasks.score_answer(" bathroomx", "bathroom")
-    assert not tasks.score_answer(" 123456", "12345")
-    assert not tasks.score_answer("   ", "12345")
+    assert evaluate_tasks.score_answer(" bathroom.\nQuestion", "bathroom")
+    assert evaluate_tasks.score_answer(" 12345. Remem", "12345")
+    assert not evaluate_tasks.score_answer(" bedroom", "bathroom")
+    assert not evaluate_tasks.score_answer(" bathroomx", "bathroom")
+    assert not evaluate_tasks.score_answer(" 123456", "12345")
+    assert not evaluate_tasks.score_answer("   ", "12345")
 
 
 def find(seq, sub):
@@ -58,13 +60,15 @@ def find(seq, sub):
     return [i for i in range(len(seq) - len(sub) + 1) if seq[i:i + len(sub)] == sub]
 
 
-def test_beyond_T_by_hand(monkeypatch):
+def test_beyond_T_by_hand():
     # Prompts longer than T = 256 are 512 and 1024. Two seeds: the mean of the seeds' means, and
-    # their std / sqrt(2). One seed: the binomial error of the cells, sqrt(sum p (1 - p) / n) / cells.
-    monkeypatch.setattr(tasks, "n_examples", 10)
-    two = {"runs": [dict(lengths=[256, 512, 1024], acc=[1.0, 0.6, 0.2]), dict(lengths=[256, 512, 1024], acc=[1.0, 0.8, 0.4])]}
-    one = {"runs": [dict(lengths=[256, 512, 1024], acc=[0.9, 0.5, 0.1])]}
-    got = tasks.beyond_T({"zero": two, "sp": one}, 256)
+    # their std / sqrt(2). One seed: the binomial error of the cells, sqrt(sum p (1 - p) / n) /
+    # cells, with n = 10 prompts a cell.
+    lengths = [256, 512, 1024]
+    two = {"runs": [dict(lengths=lengths, acc=[1.0, 0.6, 0.2]),
+                    dict(lengths=lengths, acc=[1.0, 0.8, 0.4])]}
+    one = {"runs": [dict(lengths=lengths, acc=[0.9, 0.5, 0.1])]}
+    got = evaluate_tasks.beyond_T({"zero": two, "sp": one}, 256, n_examples=10)
     assert got["zero"][0] == pytest.approx(0.5)                         # (0.4 + 0.6) / 2
     assert got["zero"][1] == pytest.approx(np.std([0.4, 0.6], ddof=1) / np.sqrt(2))
     assert got["sp"][0] == pytest.approx(0.3)
@@ -84,7 +88,7 @@ def test_passkey_key_twice_near_its_depth_within_n_tokens(filler, n_tokens):
         sentence = TOK.encode(f"\nThe pass key is {key}. Remember it. {key} is the pass key.\n")
         [start] = find(ids, sentence)
         n_filler = len(ids) - len(head) - len(sentence) - len(tail)
-        assert abs((start - len(head)) - depth * n_filler) <= 0.5            # depth: the filler before it
+        assert abs((start - len(head)) - depth * n_filler) <= 0.5   # depth: the filler before it
     with pytest.raises(ValueError, match="too short"):
         tasks.passkey_example(100, 0.5, TOK, rng, filler)
     with pytest.raises(ValueError, match="depth"):
@@ -92,7 +96,8 @@ def test_passkey_key_twice_near_its_depth_within_n_tokens(filler, n_tokens):
 
 
 class FirstKey:
-    """A random generator whose first key (integers(10000, 100000)) is 12345; the rest is numpy's."""
+    """A random generator whose first key (integers(10000, 100000)) is 12345; the rest is
+    numpy's."""
 
     def __init__(self):
         self.rng, self.keys = np.random.default_rng(0), [12345]
@@ -181,7 +186,8 @@ def test_get_batch_targets_are_the_answers_only(filler, task):
             L = len(on)
             assert (T - 1) // 4 <= L <= (T - 1) // 2 and row_x[1:L + 1] == [row_y[t] for t in on]
         elif task == "passkey":
-            assert prompt.endswith("The pass key is") and answer == " " + re.search(r"is (\d{5})\.", prompt)[1] + "\n"
+            key = re.search(r"is (\d{5})\.", prompt)[1]
+            assert prompt.endswith("The pass key is") and answer == " " + key + "\n"
         else:
             assert answer == " " + simulate(prompt.split("\n"))[0] + "\n"
     with pytest.raises(ValueError, match="raise block_size"):
@@ -193,11 +199,12 @@ def test_get_batch_targets_are_the_answers_only(filler, task):
 def test_a_passkey_context_too_short_names_block_size(filler):
     # issue 23: T = 16 said "n_tokens = 7 is too short"; the fixed text alone is over 100 bytes
     dataset = SimpleNamespace(train=filler, val=filler, meta={"tokenizer": "bytes"})
-    fixed = len(tasks.INSTRUCTION) + len(tasks.KEY_SENTENCE.format(key="12345")) + len(tasks.QUESTION)
+    fixed = (len(tasks.INSTRUCTION) + len(tasks.KEY_SENTENCE.format(key="12345"))
+             + len(tasks.QUESTION))
     with pytest.raises(ValueError, match=rf"block_size = 16 is too short for passkey prompts.*"
                                          rf"--block_size to at least {fixed + len(' bathroom')}"):
         tasks.get_batch("passkey", "train", 1, 16, torch.Generator().manual_seed(0), dataset)
-    need = fixed + len(" bathroom\n") - 1                # the shortest block_size that fits: it works
+    need = fixed + len(" bathroom\n") - 1   # the shortest block_size that fits: it works
     x, y = tasks.get_batch("passkey", "train", 1, need, torch.Generator().manual_seed(0), dataset)
     assert x.shape == (1, need)
 
@@ -220,27 +227,31 @@ def run_script(script, args):
         sys.argv = argv
 
 
-@pytest.mark.parametrize("task, eval_task, T, intervention", [("copy", "copy", 17, "state_passing"),
-                                                              ("passkey", "passkey", 256, "fitted_noise"),
-                                                              ("babi", "qa2", 256, "zero")])
+@pytest.mark.parametrize("task, eval_task, T, intervention", [
+    ("copy", "copy", 17, "state_passing"), ("passkey", "passkey", 256, "fitted_noise"),
+    ("babi", "qa2", 256, "zero")])
 def test_end_to_end(corpus, tmp_path, capsys, task, eval_task, T, intervention):
-    """A few steps of a tiny model on the task, then its evaluation: every score is a fraction of the prompts."""
+    """A few steps of a tiny model on the task, then its evaluation: every score is a fraction of
+    the prompts."""
     out = tmp_path / "run"
     run_script("train.py", [f"--{k}={v}" for k, v in dict(
         init_from="scratch", corpus=corpus, data_dir=corpus.parent / "data", out_dir=out, task=task,
-        intervention=intervention, d_model=32, n_layer=1, d_state=8, headdim=8, block_size=T, batch_size=4,
-        max_iters=3, eval_interval=3, eval_iters=1, log_interval=1, threads=1, final_eval_seqs=0).items()])
+        intervention=intervention, d_model=32, n_layer=1, d_state=8, headdim=8, block_size=T,
+        batch_size=4, max_iters=3, eval_interval=3, eval_iters=1, log_interval=1, threads=1,
+        final_eval_seqs=0).items()])
     assert (out / "ckpt.pt").exists()
     lengths = "4,8," if task == "copy" else "0,300," if task == "babi" else "200,300,"
-    shutil.copytree(out, tmp_path / "run2")                                     # a second seed, as it were
-    run_script("tasks.py", [f"--task={eval_task}", f"--checkpoints={out},{tmp_path / 'run2'}", "--n_examples=3",
-                            "--threads=1",
-                            f"--lengths={lengths}", "--depths=0.,1.", f"--out_dir={tmp_path / 'eval'}", "--device=cpu"])
+    shutil.copytree(out, tmp_path / "run2")                     # a second seed, as it were
+    run_script("evaluate_tasks.py", [
+        f"--task={eval_task}", f"--checkpoints={out},{tmp_path / 'run2'}", "--n_examples=3",
+        "--threads=1", f"--lengths={lengths}", "--depths=0.,1.", f"--out_dir={tmp_path / 'eval'}",
+        "--device=cpu"])
     result = json.loads((tmp_path / "eval" / f"{eval_task}.json").read_text())
     [(label, group)] = result["results"].items()
-    assert label == intervention and len(group["runs"]) == 2                   # two seeds of one setting
+    assert label == intervention and len(group["runs"]) == 2   # two seeds of one setting
     scores = np.array(group["mean"]["char" if task == "copy" else "acc"])
-    assert scores.shape == ((2,) if task != "passkey" else (2, 2)) and ((0 <= scores) & (scores <= 1)).all()
+    assert scores.shape == ((2,) if task != "passkey" else (2, 2))
+    assert ((0 <= scores) & (scores <= 1)).all()
     assert (tmp_path / "eval" / f"{eval_task}.png").exists()
     if task == "copy":
         assert "| state_passing | 2 |" in capsys.readouterr().out
