@@ -22,19 +22,36 @@ and state_dict() / load_state_dict() so that a resumed run continues exactly. `r
 marks rows whose stream starts afresh (TBTT only; the other samplers ignore it).
 Evaluation always starts from zero: the interventions are for training only (sec. 4.2).
 
-The states are model.py's layout: one dict per layer, "S" (B, H, K, V) float32 and, for Mamba-2,
-"conv" (B, conv_dim, d_conv - 1), the last inputs of the short causal convolution. What happens to
-that conv history under each sampler:
+What a state is. The states are model.py's layout (its docstring has every architecture's shapes):
+a list with one dict per layer, every entry a tensor whose first dimension is the batch's rows.
+    "S"     (B, H, K, V) float32, the matrix state h of eq. 1 in every architecture: what the
+            paper's interventions choose
+    "conv"  Mamba-1 and -2: (B, channels, d_conv - 1), the last inputs of the short causal
+            convolution (GLA has S alone; RWKV-6 has "att_shift" and "ffn_shift" (B, d_model),
+            its token shift)
+LM.zero_states(B) writes out the all-zero states (the model knows the shapes); a sampler is built
+on them (its `template`). states=None stands for all zero. What happens to the conv history under
+each sampler:
     zero, random_noise, fitted_noise: zero. The paper's noise models the SSM state h of eq. 4; the
         conv history is three tokens of local input, and "no previous token" is what the start of
         every document looks like.
     state_passing, tbtt: zero by default, as in the paper: eq. 4 and fig. 14 hand on the SSM state
         h alone. With pass_conv=True (train.py --pass_conv=True) it is passed along with S; for TBTT
         the next chunk is then exactly the continuation of one long sequence (only the gradient is
-        cut at the chunk boundary), where by default its first d_conv - 1 tokens see no earlier input
-        through the conv. At T = 16 those are 3 of the 16 training positions, so the choice matters.
+        cut at the chunk boundary), where by default its first d_conv - 1 tokens see no earlier
+        input through the conv. At T = 16 those are 3 of the 16 training positions, so the choice
+        matters.
 Every other entry of a layer's state that is not "S" is such a short local history (the conv's last
 inputs; RWKV's token shift) and is treated the same way.
+
+What is done to states, here and in train.py (the helpers just below):
+    rows(states, r)              the states of rows r, a slice (one micro-batch's)
+    joined(micro_states)         the micro-batches' states joined along the rows, detached
+    detached(states)             cut from the graph: a passed state carries no gradient back
+    kept_rows(states, keep)      the rows where keep (B,) is False set to zero, whole
+    moved(obj, device)           a sampler's state_dict on another device (CPU to save it)
+    nbytes(states)               their size in bytes (train.py's estimate of a checkpoint's)
+and, to resume a run on another number of processes, sampler_state (at the end of this file).
 """
 import torch
 import torch.distributed as dist
@@ -42,8 +59,49 @@ import torch.distributed as dist
 INTERVENTIONS = ("zero", "random_noise", "fitted_noise", "state_passing", "tbtt")
 
 
-def _detach(states):
+def rows(states, r):
+    """Rows r (a slice) of the per-layer states (dicts of (rows, ...) tensors); None stays None."""
+    return None if states is None else [{k: s[r] for k, s in layer.items()} for layer in states]
+
+
+def joined(micro_states):
+    """The micro-batches' per-layer states joined along the rows, detached."""
+    return [{k: torch.cat([ms[i][k] for ms in micro_states]).detach() for k in layer}
+            for i, layer in enumerate(micro_states[0])]
+
+
+def detached(states):
+    """The states cut from the autograd graph (the same values): a passed state carries no gradient
+    back into the batch that made it (TBTT's truncation, sec. 4.5)."""
     return [{name: s.detach() for name, s in layer.items()} for layer in states]
+
+
+def kept_rows(states, keep):
+    """states with the rows where keep (B,) is False set to zero (S and conv history alike)."""
+    kept = []
+    for layer in states:
+        kept_layer = {}
+        for name, s in layer.items():
+            row_mask = keep.view(-1, *[1] * (s.dim() - 1)).to(s.dtype)   # (B, 1, ..., 1)
+            kept_layer[name] = s * row_mask
+        kept.append(kept_layer)
+    return kept
+
+
+def moved(obj, device):
+    """obj (dicts and lists of tensors) with its floating-point tensors on device (the samplers'
+    states); the generators' states are byte tensors and stay on the CPU, where torch.Generator
+    wants them."""
+    if isinstance(obj, dict):
+        return {k: moved(v, device) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [moved(v, device) for v in obj]
+    return obj.to(device) if torch.is_tensor(obj) and obj.is_floating_point() else obj
+
+
+def nbytes(states):
+    """The bytes the states take (a sampler that passes them saves them with the checkpoint)."""
+    return sum(s.numel() * s.element_size() for layer in states for s in layer.values())
 
 
 class Sampler:
@@ -68,17 +126,6 @@ class Sampler:
     def _randn_like(self, x):
         return torch.randn(x.shape, generator=self.generator, device=x.device, dtype=x.dtype)
 
-    def _keep_rows(self, states, keep):
-        """states with the rows where keep (B,) is False set to zero (S and conv history alike)."""
-        kept = []
-        for layer in states:
-            kept_layer = {}
-            for name, s in layer.items():
-                row_mask = keep.view(-1, *[1] * (s.dim() - 1)).to(s.dtype)   # (B, 1, ..., 1)
-                kept_layer[name] = s * row_mask
-            kept.append(kept_layer)
-        return kept
-
 
 class Zero(Sampler):
     """S_{-1} = 0 (eq. 1a as usually trained)."""
@@ -95,7 +142,7 @@ class RandomNoise(Sampler):
     def initial_states(self, reset=None):
         states = []
         for layer in self.template:
-            state = {name: torch.zeros_like(s) for name, s in layer.items()}   # the conv history: zero
+            state = {name: torch.zeros_like(s) for name, s in layer.items()}   # conv history: zero
             state["S"] = self.sigma * self._randn_like(layer["S"])             # (B, H, K, V)
             states.append(state)
         return states
@@ -107,9 +154,9 @@ class FittedNoise(Sampler):
         mu_lh      <- (1 - beta) Mean(S_T[l, :, h]) + beta mu_lh
         sigma^2_lh <- (1 - beta) Var(S_T[l, :, h])  + beta sigma^2_lh
     and S_{-1}[l, :, h] is drawn i.i.d. from N(mu_lh, sigma^2_lh). Before the first batch has been
-    seen there is nothing fitted yet, and S_{-1} = 0. Under DDP (train.py under torchrun) Mean and Var
-    are over the rows of every process (an all-reduce), so every process draws from the same Gaussian,
-    the one a single process would fit to the whole batch."""
+    seen there is nothing fitted yet, and S_{-1} = 0. Under DDP (train.py under torchrun) Mean and
+    Var are over the rows of every process (an all-reduce), so every process draws from the same
+    Gaussian, the one a single process would fit to the whole batch."""
 
     def __init__(self, template, generator, beta=0.1):
         super().__init__(template, generator)
@@ -133,7 +180,7 @@ class FittedNoise(Sampler):
             return None
         states = []
         for layer, mu, var in zip(self.template, self.mu, self.var):
-            state = {name: torch.zeros_like(s) for name, s in layer.items()}   # the conv history: zero
+            state = {name: torch.zeros_like(s) for name, s in layer.items()}   # conv history: zero
             mu_lh, sigma_lh = mu[:, None, None], var.sqrt()[:, None, None]     # (H, 1, 1)
             state["S"] = mu_lh + sigma_lh * self._randn_like(layer["S"])       # (B, H, K, V)
             states.append(state)
@@ -148,19 +195,20 @@ class FittedNoise(Sampler):
 
 
 def _all_processes(mean, var):
-    """Per layer, the mean and variance (H,) over the rows of all processes, from each process's own: the
-    average of the first and second moments (every process holds as many rows)."""
-    moments = torch.stack([torch.stack([m, v + m ** 2]) for m, v in zip(mean, var)])   # (n_layer, 2, H)
+    """Per layer, the mean and variance (H,) over the rows of all processes, from each process's
+    own: the average of the first and second moments (every process holds as many rows)."""
+    pairs = [torch.stack([m, v + m ** 2]) for m, v in zip(mean, var)]   # per layer (2, H)
+    moments = torch.stack(pairs)                                        # (n_layer, 2, H)
     dist.all_reduce(moments)
     moments /= dist.get_world_size()
     return [m[0] for m in moments], [m[1] - m[0] ** 2 for m in moments]
 
 
 class PassedStates(Sampler):
-    """What state passing and TBTT share: they keep the last batch's final states, detached, to start
-    the next batch from (and save them with the checkpoint). Under DDP each process keeps those of its
-    own rows, which are its rows again at the next step. pass_conv: keep the local histories (every
-    entry but "S") too; False zeroes them, the paper's choice."""
+    """What state passing and TBTT share: they keep the last batch's final states, detached, to
+    start the next batch from (and save them with the checkpoint). Under DDP each process keeps
+    those of its own rows, which are its rows again at the next step. pass_conv: keep the local
+    histories (every entry but "S") too; False zeroes them, the paper's choice."""
 
     def __init__(self, template, generator, pass_conv=False):
         super().__init__(template, generator)
@@ -168,7 +216,7 @@ class PassedStates(Sampler):
 
     def observe(self, final_states):
         self.final = [{name: s if self.pass_conv or name == "S" else torch.zeros_like(s)
-                       for name, s in layer.items()} for layer in _detach(final_states)]
+                       for name, s in layer.items()} for layer in detached(final_states)]
 
     def state_dict(self):
         return super().state_dict() | {"final": self.final}
@@ -179,9 +227,9 @@ class PassedStates(Sampler):
 
 
 class StatePassing(PassedStates):
-    """Sec. 4.4: S_{-1} is the final state of the previous batch: sequences drawn at random, so it is
-    the state after an unrelated sequence, a sample of the attainable states. Each row is zeroed with
-    probability p_zero so that the model still sees sequences with no prior context."""
+    """Sec. 4.4: S_{-1} is the final state of the previous batch: sequences drawn at random, so it
+    is the state after an unrelated sequence, a sample of the attainable states. Each row is zeroed
+    with probability p_zero so that the model still sees sequences with no prior context."""
 
     def __init__(self, template, generator, p_zero=0.1, pass_conv=False):
         super().__init__(template, generator, pass_conv)
@@ -191,8 +239,9 @@ class StatePassing(PassedStates):
         if self.final is None:
             return None
         B = self.final[0]["S"].shape[0]
-        keep = torch.rand(B, generator=self.generator, device=self.final[0]["S"].device) >= self.p_zero
-        return self._keep_rows(self.final, keep)
+        draws = torch.rand(B, generator=self.generator, device=self.final[0]["S"].device)
+        keep = draws >= self.p_zero
+        return kept_rows(self.final, keep)
 
 
 class TBTT(PassedStates):
@@ -206,7 +255,7 @@ class TBTT(PassedStates):
             return None
         if reset is None:
             raise ValueError("tbtt needs the data sampler's reset flags: use data.StreamSampler")
-        return self._keep_rows(self.final, ~reset.to(self.final[0]["S"].device))
+        return kept_rows(self.final, ~reset.to(self.final[0]["S"].device))
 
 
 def make_sampler(name, template, generator, sigma=0.1, p_zero=0.1, beta=0.1, pass_conv=False):
@@ -222,3 +271,19 @@ def make_sampler(name, template, generator, sigma=0.1, p_zero=0.1, beta=0.1, pas
     if name == "tbtt":
         return TBTT(template, generator, pass_conv)
     raise ValueError(f"unknown intervention {name!r}: expected one of {', '.join(INTERVENTIONS)}")
+
+
+def sampler_state(saved, rank, world, local, generator):
+    """This process's sampler state (rank of world), from those of the len(saved) processes that
+    wrote the checkpoint (train.py saves every process's). On another number of processes, the
+    passed states of every row of the step are split anew (this process's rows: the slice local),
+    and the random draws start afresh from generator's state."""
+    if len(saved) == world:
+        return saved[rank]
+    print(f"resuming a run of {len(saved)} processes on {world}: the model, optimiser, step, "
+          f"batches, TBTT streams, fitted statistics and passed states are kept; the samplers' "
+          f"random draws start afresh, so the losses differ from those of an uninterrupted run")
+    mine = saved[0] | {"generator": generator.get_state()}   # fitted noise's mu, var: alike in all
+    if mine.get("final") is not None:
+        mine["final"] = rows(joined([s["final"] for s in saved]), local)
+    return mine
