@@ -53,7 +53,7 @@ class ModelConfig:
     norm_eps: float = None             # None: 1e-6 for GLA (fla), 1e-5 for the others
     d_intermediate: int = 0            # Mamba's gated MLP after each mixer; 0 = none (the official LMs)
     scan_backend: str = "auto"         # "triton", "chunked", "ref"; "auto": triton on CUDA, chunked otherwise
-    chunk_size: int = None             # a power of two; None: 16 Mamba-1 (mixers.Mamba1 says why), 256
+    chunk_size: int = None             # a power of two; None: 4 Mamba-1 (mixers.Mamba1 says why), 256
                                        # Mamba-2 (mamba_ssm), 64 GLA (fla) and RWKV-6
     # Mamba-1 and Mamba-2, defaults of mamba_ssm's Mamba and Mamba2 modules (a checkpoint's ssm_cfg
     # overrides them)
@@ -104,7 +104,7 @@ class ModelConfig:
                              "expected 'auto', 'triton', 'chunked' or 'ref'")
         arch = self.arch
         defaults = dict(norm_eps=1e-6 if arch == "gla" else 1e-5,
-                        chunk_size=dict(mamba1=16, mamba2=256, gla=64, rwkv6=64)[arch],
+                        chunk_size=dict(mamba1=4, mamba2=256, gla=64, rwkv6=64)[arch],
                         d_state=16 if arch == "mamba1" else 128, tie_embeddings=arch != "rwkv6",
                         dt_rank=math.ceil(self.d_model / 16), dim_ffn=int(self.d_model * 3.5) // 32 * 32)
         for name, value in defaults.items():
