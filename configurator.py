@@ -17,21 +17,23 @@ CONFIG_TYPES = (int, float, bool, str, tuple, type(None))
 
 
 def config_keys(module_globals):
-    """The script's settings: public globals of simple types, defined before this call. A name of two
-    or more capitals is a constant (train.py imports interventions.INTERVENTIONS, a tuple), not a
-    setting; one capital is a symbol of the paper's (effrem.py's T)."""
+    """The script's settings: public globals of simple types, defined before this call. A name of
+    two or more capitals is a constant (train.py imports interventions.INTERVENTIONS, a tuple), not
+    a setting; one capital is a symbol of the paper's (effrem.py's T)."""
     return [k for k, v in module_globals.items() if not k.startswith("_")
             and not (k.isupper() and len(k) > 1) and isinstance(v, CONFIG_TYPES)]
 
 
 def _checked(key, value, default):
-    if isinstance(default, tuple) and type(value) is list:   # `ts = [1, 2]` in a config file, or --ts=[1,2]
+    # `ts = [1, 2]` in a config file, or --ts=[1,2]
+    if isinstance(default, tuple) and type(value) is list:
         value = tuple(value)
     if default is None or (value is not None and type(value) is type(default)):
         return value
     if isinstance(default, float) and type(value) is int:
         return float(value)
-    raise ValueError(f"--{key}: expected {type(default).__name__} like the default {default!r}, got {value!r}")
+    raise ValueError(f"--{key}: expected {type(default).__name__} like the default {default!r}, "
+                     f"got {value!r}")
 
 
 def configure(module_globals, argv=None):
@@ -58,15 +60,17 @@ def configure(module_globals, argv=None):
         except (ValueError, SyntaxError):
             value = text                   # a bare string, e.g. --out_dir=out-sp
         if isinstance(module_globals[key], str) and not isinstance(value, str):
-            value = text                   # a string setting takes the text as given: --out_dir=2024
+            value = text                   # a string setting takes the text as given:
+                                           # --out_dir=2024
         module_globals[key] = _checked(key, value, module_globals[key])
         print(f"overriding: {key} = {module_globals[key]!r}")
     return {k: module_globals[k] for k in keys}
 
 
 def _apply_file(path, module_globals, keys):
-    """Run a config file and apply its assignments. Every plain value it assigns (a number, a string, a
-    tuple or list, a dict) must be a setting; only _private names, imports and functions are its own."""
+    """Run a config file and apply its assignments. Every plain value it assigns (a number, a
+    string, a tuple or list, a dict) must be a setting; only _private names, imports and functions
+    are its own."""
     try:
         source = open(path).read()
     except OSError as e:
@@ -78,13 +82,15 @@ def _apply_file(path, module_globals, keys):
         if key.startswith("_") or not isinstance(value, CONFIG_TYPES + (list, dict)):
             continue                       # helpers and imports inside a config file
         if key not in keys:
-            raise ValueError(f"{path}: unknown config key {key!r}; valid keys: {', '.join(sorted(keys))}")
+            raise ValueError(f"{path}: unknown config key {key!r}; valid keys: "
+                             f"{', '.join(sorted(keys))}")
         module_globals[key] = _checked(key, value, module_globals[key])
 
 
 def print_help(module_globals, keys):
     """The script's docstring, then `--key=default  comment` for each setting."""
-    print((module_globals.get("__doc__") or "").strip() + "\n\nsettings (a config file, then --key=value):")
+    print((module_globals.get("__doc__") or "").strip()
+          + "\n\nsettings (a config file, then --key=value):")
     comments = _comments(module_globals["__file__"]) if module_globals.get("__file__") else {}
     width = max(len(f"--{k}={module_globals[k]!r}") for k in keys)
     for k in keys:
@@ -98,19 +104,21 @@ def _comments(path):
     with open(path) as f:
         for tok in tokenize.generate_tokens(f.readline):
             if tok.start[1] == 0 and tok.type in (tokenize.NAME, tokenize.COMMENT):
-                name = tok.string if tok.type == tokenize.NAME else None   # a new statement, or a heading
+                # a new statement, or a heading
+                name = tok.string if tok.type == tokenize.NAME else None
             elif tok.type == tokenize.COMMENT and name:
-                comments[name] = (comments.get(name, "") + " " + tok.string.lstrip("#").strip()).strip()
+                comments[name] = (comments.get(name, "") + " "
+                                  + tok.string.lstrip("#").strip()).strip()
     return comments
 
 
 def set_threads(threads):
-    """Set torch's CPU threads for a script's `threads` setting and return the count. N > 0 is taken as
-    is. 0 picks a count that holds up when other work shares the cores: the cores this process may
-    run on (os.sched_getaffinity) less the tasks running on them now (Linux's /proc/loadavg counts
-    them; elsewhere the last minute's load average), at least 1. torch's own default takes every
-    core, and then its threads wait for each other whenever another job holds one of the cores
-    (docs/kernels.md, "Speed": the demo took 3.4x longer beside one single-thread job)."""
+    """Set torch's CPU threads for a script's `threads` setting and return the count. N > 0 is taken
+    as is. 0 picks a count that holds up when other work shares the cores: the cores this process
+    may run on (os.sched_getaffinity) less the tasks running on them now (Linux's /proc/loadavg
+    counts them; elsewhere the last minute's load average), at least 1. torch's own default takes
+    every core, and then its threads wait for each other whenever another job holds one of the
+    cores (docs/kernels.md, "Speed": the demo took 3.4x longer beside one single-thread job)."""
     import os
     import statistics
     import time
@@ -119,7 +127,8 @@ def set_threads(threads):
     if threads == 0:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         others = []
-        for _ in range(20):               # 0.1 s of samples: a task that runs now and then counts less
+        for _ in range(20):               # 0.1 s of samples: a task that runs now and
+                                          # then counts less
             try:
                 with open("/proc/loadavg") as f:            # "0.52 0.58 0.59 2/345 1234": 2 running
                     others.append(int(f.read().split()[3].split("/")[0]) - 1)   # less this process
@@ -128,6 +137,7 @@ def set_threads(threads):
                 break
             time.sleep(0.005)
         threads = max(1, cores - round(statistics.median(others)))
-        print(f"threads = 0: {threads} of the {cores} cores ({statistics.median(others):g} other tasks running)")
+        print(f"threads = 0: {threads} of the {cores} cores ({statistics.median(others):g} other "
+              f"tasks running)")
     torch.set_num_threads(threads)
     return threads

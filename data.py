@@ -2,11 +2,15 @@
 Text for the models: tokenizers, corpora tokenized once into memory-mapped files, and the three
 ways training and evaluation read them.
 
-    get_tokenizer(name)         "bytes", a tiktoken encoding ("gpt2"...), "gpt-neox", a tokenizer.json
-    prepare(corpus, tokenizer)  tokenize a corpus once into data/<corpus>-<tokenizer>/, return that path
+    get_tokenizer(name)         "bytes", a tiktoken encoding ("gpt2"...), "gpt-neox", a
+                                tokenizer.json
+    prepare(corpus, tokenizer)  tokenize a corpus once into data/<corpus>-<tokenizer>/, return
+                                that path
     load(path) -> Data          the memory-mapped splits and where each document starts
-    get_batch                   random windows: pretraining, the initial-state interventions (4.2-4.4)
-    StreamSampler               contiguous streams: batch i+1 continues batch i row by row (TBTT, 4.5)
+    get_batch                   random windows: pretraining, the initial-state interventions
+                                (4.2-4.4)
+    StreamSampler               contiguous streams: batch i+1 continues batch i row by row
+                                (TBTT, 4.5)
     eval_sequences              held-out windows at random offsets of the stream (Def. 3.1)
 
 The default corpus, "stdlib", is the *.py files of Python's own standard library, test suite
@@ -71,13 +75,14 @@ def get_tokenizer(name="bytes"):
 
 
 def same_tokenizer(a, b):
-    """Whether two tokenizer settings name one tokenizer: equal names, or paths to one tokenizer.json (a
-    file or its folder). Nothing is loaded or downloaded."""
+    """Whether two tokenizer settings name one tokenizer: equal names, or paths to one
+    tokenizer.json (a file or its folder). Nothing is loaded or downloaded."""
     def where(name):
         name = str(name)
         if name in ("bytes", "gpt-neox") or name in tiktoken.list_encoding_names():
             return name
-        return str(Path(name, "tokenizer.json").resolve() if os.path.isdir(name) else Path(name).resolve())
+        return str(Path(name, "tokenizer.json").resolve() if os.path.isdir(name)
+                   else Path(name).resolve())
     return str(a) == str(b) or where(a) == where(b)
 
 
@@ -108,7 +113,8 @@ def _tokenizer_json(name):
         except OSError as e:
             raise FileNotFoundError(
                 "could not get GPT-NeoX-20B's tokenizer.json from the Hugging Face hub (no "
-                "network?): download tokenizer.json from https://huggingface.co/EleutherAI/gpt-neox-20b"
+                "network?): download tokenizer.json from "
+                "https://huggingface.co/EleutherAI/gpt-neox-20b"
                 " and pass its path (or its folder's) as the tokenizer name") from e
     path = Path(name, "tokenizer.json") if os.path.isdir(name) else Path(name)
     if not path.is_file():
@@ -121,19 +127,22 @@ def _tokenizer_json(name):
 
 
 def _files(corpus):
-    """(root, files): the corpus's folder and its files, relative to it, in a fixed (sorted) order."""
+    """(root, files): the corpus's folder and its files, relative to it, in a
+    fixed (sorted) order."""
     if corpus == "stdlib":
         root = Path(_STDLIB)
         # site-packages holds installed third-party code, which differs from machine to machine
         return root, sorted(p.relative_to(root) for p in root.rglob("*.py")
-                            if not {"site-packages", "dist-packages"} & set(p.relative_to(root).parts))
+                            if not ({"site-packages", "dist-packages"}
+                                    & set(p.relative_to(root).parts)))
     root = Path(corpus)
     if not root.exists():
         raise FileNotFoundError(f"corpus {corpus!r} not found: pass 'stdlib', a text or .jsonl "
                                 f"file, or a folder of .txt / .jsonl files")
     if root.is_file():
         return root.parent, [Path(root.name)]
-    return root, sorted(p.relative_to(root) for p in root.rglob("*") if p.suffix in (".txt", ".jsonl"))
+    return root, sorted(p.relative_to(root) for p in root.rglob("*")
+                        if p.suffix in (".txt", ".jsonl"))
 
 
 def _listing(corpus, tok):
@@ -181,7 +190,8 @@ def _documents(corpus):
 
 
 def _jsonl_text(line, where):
-    """The "text" of one .jsonl line (bytes), encoded as UTF-8; `where` is file:line for the errors."""
+    """The "text" of one .jsonl line (bytes), encoded as UTF-8; `where` is file:line
+    for the errors."""
     try:
         obj = json.loads(line.decode("utf-8"))
     except UnicodeDecodeError as e:
@@ -213,8 +223,8 @@ def split_by_path(names):
 
 def fingerprint(names, texts, tokenizer):
     """What identifies a corpus: {documents, bytes, sha256} over every (name, content) pair, and the
-    tokenizer (tokenizer_key: the name, and a tokenizer.json's contents), and the share held out. Two
-    prepared corpora with one fingerprint hold the same tokens in the same split."""
+    tokenizer (tokenizer_key: the name, and a tokenizer.json's contents), and the share held out.
+    Two prepared corpora with one fingerprint hold the same tokens in the same split."""
     h = hashlib.sha256(tokenizer.encode())
     for name, text in zip(names, texts):
         h.update(name.encode() + b"\0" + hashlib.sha256(text).digest())
@@ -242,8 +252,8 @@ def check_corpus(trained_on, data, model_name):
                 f"here may have been among its training documents"]
     return [f"{model_name} was trained on another corpus ({trained_on['documents']} documents, "
             f"{trained_on['bytes']:,} bytes, {trained_on['sha256']}) than the one evaluated here "
-            f"({mine['documents']}, {mine['bytes']:,}, {mine['sha256']}): the held-out documents are "
-            f"held out in both, but the numbers are not comparable with runs on one corpus"]
+            f"({mine['documents']}, {mine['bytes']:,}, {mine['sha256']}): the held-out documents "
+            f"are held out in both, but the numbers are not comparable with runs on one corpus"]
 
 
 def _short_name(name):
@@ -287,7 +297,8 @@ def prepare(corpus="stdlib", tokenizer="bytes", data_dir="data"):
     try:
         for split, idx in split_by_path(names).items():
             n_tokens, files = _write_split(out, split, [texts[i] for i in idx], tok, t0)
-            meta[split] = {"documents": len(idx), "tokens": n_tokens, "names": [names[i] for i in idx]}
+            meta[split] = {"documents": len(idx), "tokens": n_tokens,
+                           "names": [names[i] for i in idx]}
             written = files + written
         (out / f"meta.json.{tmp}").write_text(json.dumps(meta, indent=1))
     except BaseException:                      # interrupted: leave no half-written file behind
@@ -343,7 +354,8 @@ def _write_split(out, split, texts, tok, t0):
             n_tokens += len(ids)
             f.write(ids.tobytes())
             if time.time() - shown > 10:  # BPE on tens of MB takes a while: show it moving
-                print(f"{split}: tokenized {done}/{len(texts)} documents in {time.time() - t0:.0f}s")
+                print(f"{split}: tokenized {done}/{len(texts)} documents in "
+                      f"{time.time() - t0:.0f}s")
                 shown = time.time()
     with open(out / f"{split}_docs.npy.{tmp}", "wb") as f:
         np.save(f, np.array(starts, dtype=np.int64))
@@ -366,7 +378,8 @@ def load(path):
                if not Path(path, f).exists()]
     if missing:
         raise FileNotFoundError(f"{path} is not a prepared corpus (no {', '.join(missing)}): run "
-                                f"data.prepare(corpus, tokenizer), or `python data.py` for the default")
+                                f"data.prepare(corpus, tokenizer), or `python data.py` for the "
+                                f"default")
     meta = json.loads(Path(path, "meta.json").read_text())
     train, val = (np.memmap(Path(path, f"{s}.bin"), dtype=meta["dtype"], mode="r")
                   for s in ("train", "val"))
@@ -420,7 +433,7 @@ class StreamSampler:
         self.end = self.start + seg
         shift = torch.randint(seg - block_size, (batch_size,), generator=generator).numpy()
         self.pos = self.start + shift                             # (B,) next window's first token
-        self.reset = np.ones(batch_size, dtype=bool)              # (B,) the first batch starts fresh
+        self.reset = np.ones(batch_size, dtype=bool)   # (B,) the first batch starts fresh
 
     def next(self, device="cpu"):
         """-> x, y: (B, T) int64 and reset: (B,) bool, True where the row starts from zero state."""
@@ -443,8 +456,8 @@ class StreamSampler:
         mine = self.state_dict()
         differ = [k for k in ("split", "batch_size", "block_size", "n_tokens") if d[k] != mine[k]]
         if differ:
-            raise ValueError(f"the saved sampler differs from this one in {differ}: resume with the "
-                             f"same data, split, batch_size and block_size")
+            raise ValueError(f"the saved sampler differs from this one in {differ}: resume with "
+                             f"the same data, split, batch_size and block_size")
         self.pos = np.array(d["pos"], dtype=np.int64)
         self.reset = np.array(d["reset"], dtype=bool)
 
@@ -464,12 +477,13 @@ def eval_sequences(data, n, length, seed=0, split="val"):
     """
     tokens, starts = _split(data, split)
     if len(tokens) < length:
-        raise ValueError(f"the {split} split has {len(tokens)} tokens, fewer than the {length} of one "
-                         f"window: ask for a shorter length or prepare a larger corpus")
+        raise ValueError(f"the {split} split has {len(tokens)} tokens, fewer than the {length} of "
+                         f"one window: ask for a shorter length or prepare a larger corpus")
     rng = np.random.default_rng(seed)
-    offsets = np.sort(rng.integers(0, len(tokens) - length + 1, size=n))   # sorted: a file read in order
+    # sorted: a file read in order
+    offsets = np.sort(rng.integers(0, len(tokens) - length + 1, size=n))
     seqs = np.stack([tokens[o:o + length] for o in offsets]).astype(np.int64)
-    docs = np.searchsorted(starts, offsets, side="right") - 1              # the document holding each start
+    docs = np.searchsorted(starts, offsets, side="right") - 1   # the document holding each start
     return torch.from_numpy(seqs), torch.from_numpy(docs.astype(np.int64))
 
 
@@ -485,7 +499,8 @@ if __name__ == "__main__":  # python data.py [corpus] [tokenizer]: prepare a cor
     d = load(prepare(*sys.argv[1:]))
     print({k: v for k, v in d.meta.items() if k not in ("train", "val")})
     for split in ("train", "val"):
-        print(f"{split}: {d.meta[split]['documents']:,} documents, {d.meta[split]['tokens']:,} tokens")
+        print(f"{split}: {d.meta[split]['documents']:,} documents, "
+              f"{d.meta[split]['tokens']:,} tokens")
     lengths = np.diff(np.append(d.val_docs, len(d.val)))
     print("val documents of >= 2048 / 4096 / 8192 tokens:",
           *[(lengths >= L).sum() for L in (2048, 4096, 8192)])

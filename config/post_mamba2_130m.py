@@ -1,5 +1,6 @@
-# State Passing post-training of the official Mamba-2 130m (paper fig. 1 and 5), for a GPU machine with
-# a network (or the checkpoint and tokenizer.json downloaded into local folders: pass their paths).
+# State Passing post-training of the official Mamba-2 130m (paper fig. 1 and 5), for a GPU machine
+# with a network (or the checkpoint and tokenizer.json downloaded into local folders:
+# pass their paths).
 #   python train.py config/post_mamba2_130m.py --corpus=path/to/text_or_jsonl_folder
 # On 4 GPUs, the same 16 sequences per step (4 on each):
 #   torchrun --standalone --nproc_per_node=4 train.py config/post_mamba2_130m.py --corpus=... \
@@ -10,7 +11,8 @@
 out_dir = "out-mamba2-130m-state_passing"
 init_from = "state-spaces/mamba2-130m"
 tokenizer = "gpt-neox"
-intervention = "state_passing"      # or "tbtt", "fitted_noise", "random_noise", "zero" (the control)
+intervention = "state_passing"      # or "tbtt", "fitted_noise", "random_noise",
+                                    # "zero" (the control)
 block_size = 2048                   # the official checkpoints' training context
 batch_size = 16
 max_iters = 500

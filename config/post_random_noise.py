@@ -1,9 +1,9 @@
 # Random-noise post-training (paper sec. 4.2): every entry of S_{-1} i.i.d. N(0, noise_std^2), the
 # same sigma for every layer and head. sigma must be tuned per model (app. F): too small changes
-# nothing, too large hurts the first tokens. Here sigma is the scale of the baseline's own states: the
-# std of S over all layers at t = T, 0.018 (`python evaluate.py --checkpoints=assets/baseline`, which
-# prints it; experiments/interventions.sh measures it for any baseline, experiments/sigma_sweep.sh
-# sweeps it).
+# nothing, too large hurts the first tokens. Here sigma is the scale of the baseline's own states:
+# the std of S over all layers at t = T, 0.018 (`python evaluate.py --checkpoints=assets/baseline`,
+# which prints it; experiments/interventions.sh measures it for any baseline,
+# experiments/sigma_sweep.sh sweeps it).
 #   python train.py config/post_random_noise.py
 out_dir = "out-random_noise"
 init_from = "assets/baseline"

@@ -4,7 +4,8 @@
 # windows its position-wise perplexity climbs again beyond its training context T = 16 bytes
 # (README, "The main job"). Its weights are shipped in assets/baseline (without the optimiser state,
 # to stay small: it is post-trained, not resumed). This remakes it in out-baseline (never over the
-# shipped copy) in about 13 minutes on 2 CPU cores; `--init_from=out-baseline` post-trains the remake:
+# shipped copy) in about 13 minutes on 2 CPU cores; `--init_from=out-baseline`
+# post-trains the remake:
 #   python train.py config/pretrain_baseline.py
 # What makes the failure large at this scale:
 #  - slow initial decays: dt starts log-uniform in [1e-5, 1e-3] instead of mamba_ssm's [1e-3, 1e-1],
@@ -15,8 +16,8 @@
 #  - the schedule and the width: at d_model 128 the cosine decay gave 4x the excess of a constant
 #    rate of 3e-3 (+0.061 against +0.014 at [16T, 32T)), and d_model 256 with it gives +0.32 at
 #    [64T, 128T) (the README's table).
-# Weight decay: the paper schedules it with a peak of 0.01; here it is a constant 0.1 (nanoGPT's), the
-# value this baseline was measured with; 0.01 was not tried.
+# Weight decay: the paper schedules it with a peak of 0.01; here it is a constant 0.1 (nanoGPT's),
+# the value this baseline was measured with; 0.01 was not tried.
 out_dir = "out-baseline"
 init_from = "scratch"
 intervention = "zero"

@@ -1,9 +1,11 @@
-# Synthetic copying (paper sec. 5.3, table 1; Jelassi et al. 2024): a small Mamba-2 trained from scratch
-# to copy random strings of 4-8 letters (of 16) after a separator, the loss on the copy only.
+# Synthetic copying (paper sec. 5.3, table 1; Jelassi et al. 2024): a small Mamba-2 trained from
+# scratch to copy random strings of 4-8 letters (of 16) after a separator, the loss on
+# the copy only.
 # evaluate_tasks.py scores copies of 24 letters, 3x the longest trained, as the paper trains on
 # 50-100 and evaluates at 300. One run per setting and seed:
 #   python train.py config/task_copy.py --intervention=zero --seed=1 --out_dir=out-copy-zero-1
-#   python train.py config/task_copy.py --intervention=state_passing --seed=1 --out_dir=out-copy-sp-1
+#   python train.py config/task_copy.py --intervention=state_passing --seed=1 \
+#       --out_dir=out-copy-sp-1
 # tasks.sh copy runs both settings over 3 seeds and prints the table.
 out_dir = "out-copy"
 init_from = "scratch"
