@@ -8,7 +8,8 @@ split falls where a reader who wants one architecture's equations stops, and one
 or load a model starts. All four mixers run the diagonal linear recurrence of scan_kernel.py (paper
 eq. 1, in the kernel's names):
     S_t = diag(exp(g_t)) S_{t-1} + k_t v_t^T        o_t = S_t^T q_t
-(README.md, "The models and the official checkpoints", has the table; mixers.py the glossary, per architecture.)
+(README.md, "The models and the official checkpoints", has the table; mixers.py the glossary, per
+architecture.)
 
 The recurrent state, one dict per layer, is where the paper's interventions act (sec. 4):
     states = [states_0, ..., states_{L-1}]     L = n_layer; Bsz = the batch size
@@ -16,13 +17,16 @@ The recurrent state, one dict per layer, is where the paper's interventions act 
                interventions (interventions.py) and the state statistics (evaluate.py) read this key
       Mamba-1: "conv" (Bsz, d_inner, d_conv - 1), the short causal conv's last inputs, oldest first;
                S: H, K, V = d_inner, d_state, 1
-      Mamba-2: "conv" (Bsz, conv_dim, d_conv - 1), conv_dim = d_inner + 2 * ngroups * d_state (x, B, C
-               before the conv); S: H, K, V = nheads, d_state, headdim (mamba_ssm stores its transpose)
+      Mamba-2: "conv" (Bsz, conv_dim, d_conv - 1), conv_dim = d_inner + 2 * ngroups * d_state
+               (x, B, C before the conv);
+               S: H, K, V = nheads, d_state, headdim (mamba_ssm stores its transpose)
       GLA:     S only: H, K, V = num_heads, head_k_dim, head_v_dim
-      RWKV-6:  "att_shift", "ffn_shift" (Bsz, d_model): the last token's input to the time mix and to
-               the channel mix (their token shift); S: H, K, V = d_model / headdim, headdim, headdim
-states=None means all zero (LM.zero_states writes them out). forward returns the states after the last token,
-still attached to the graph: detach them before handing them to another batch (state passing, TBTT).
+      RWKV-6:  "att_shift", "ffn_shift" (Bsz, d_model): the last token's input to the time mix and
+               to the channel mix (their token shift);
+               S: H, K, V = d_model / headdim, headdim, headdim
+states=None means all zero (LM.zero_states writes them out). forward returns the states after the
+last token, still attached to the graph: detach them before handing them to another batch (state
+passing, TBTT).
 """
 import dataclasses
 import json
@@ -45,28 +49,35 @@ ARCHS = ("mamba1", "mamba2", "gla", "rwkv6")
 class ModelConfig:
     arch: str = "mamba2"               # "mamba1", "mamba2", "gla" or "rwkv6"
     vocab_size: int = 50277            # GPT-NeoX's tokenizer, as the official Mamba checkpoints
-    pad_vocab_size_multiple: int = 8   # the embedding has vocab_size rounded up to this (the checkpoints: 16)
+    pad_vocab_size_multiple: int = 8   # the embedding has vocab_size rounded up to this
+                                       # (the checkpoints: 16)
     d_model: int = 768
     n_layer: int = 24
-    tie_embeddings: bool = None        # lm_head shares the embedding matrix; None: all but RWKV-6 do
-    residual_in_fp32: bool = True      # the residual stream stays float32 even when the weights are not
+    tie_embeddings: bool = None        # lm_head shares the embedding matrix;
+                                       # None: all but RWKV-6 do
+    residual_in_fp32: bool = True      # the residual stream stays float32
+                                       # even when the weights are not
     norm_eps: float = None             # None: 1e-6 for GLA (fla), 1e-5 for the others
-    d_intermediate: int = 0            # Mamba's gated MLP after each mixer; 0 = none (the official LMs)
-    scan_backend: str = "auto"         # "triton", "chunked", "ref"; "auto": triton on CUDA, chunked otherwise
-    chunk_size: int = None             # a power of two; None: 4 Mamba-1 (mixers.Mamba1 says why), 256
-                                       # Mamba-2 (mamba_ssm), 64 GLA (fla) and RWKV-6
+    d_intermediate: int = 0            # Mamba's gated MLP after each mixer;
+                                       # 0 = none (the official LMs)
+    scan_backend: str = "auto"         # "triton", "chunked", "ref";
+                                       # "auto": triton on CUDA, chunked otherwise
+    chunk_size: int = None             # a power of two; None: 4 Mamba-1 (mixers.Mamba1 says why),
+                                       # 256 Mamba-2 (mamba_ssm), 64 GLA (fla) and RWKV-6
     # Mamba-1 and Mamba-2, defaults of mamba_ssm's Mamba and Mamba2 modules (a checkpoint's ssm_cfg
     # overrides them)
     d_state: int = None                # None: 16 for Mamba-1, 128 for Mamba-2
     d_conv: int = 4
     expand: int = 2
-    dt_min: float = 0.001              # dt starts log-uniform in [dt_min, dt_max]: slower decays make the
-                                       # failure larger (docs/experiments.md, "What made the failure larger")
+    dt_min: float = 0.001              # dt starts log-uniform in [dt_min, dt_max]: slower decays
+                                       # make the failure larger (docs/experiments.md,
+                                       # "What made the failure larger")
     dt_max: float = 0.1
     dt_init_floor: float = 1e-4
     bias: bool = False                 # bias in in_proj and out_proj
     conv_bias: bool = True
-    dt_rank: int = None                # Mamba-1: dt's low rank; None: ceil(d_model / 16) (mamba_ssm's "auto")
+    dt_rank: int = None                # Mamba-1: dt's low rank; None: ceil(d_model / 16)
+                                       # (mamba_ssm's "auto")
     headdim: int = 64                  # Mamba-2's head width, and RWKV-6's (its head_size, K = V)
     ngroups: int = 1                   # Mamba-2 from here on
     A_init_range: tuple = (1, 16)
@@ -80,20 +91,23 @@ class ModelConfig:
     expand_v: float = 1.0
     gate_low_rank_dim: int = 16
     gate_logit_normalizer: float = 16
-    hidden_ratio: float = 4            # the SwiGLU MLP's width, before fla rounds it up to a multiple of 256
+    hidden_ratio: float = 4            # the SwiGLU MLP's width, before fla rounds it up
+                                       # to a multiple of 256
     # RWKV-6, BlinkDL's sizes below 4096 channels
-    maa_rank: int = 32                 # the low rank of the data-dependent token shift (time_maa_w1/w2)
+    maa_rank: int = 32                 # the low rank of the data-dependent token shift
+                                       # (time_maa_w1/w2)
     decay_rank: int = 64               # the low rank of the data-dependent decay (time_decay_w1/w2)
-    dim_ffn: int = None                # the channel mix's width; None: 3.5 d_model, down to a multiple of 32
+    dim_ffn: int = None                # the channel mix's width; None: 3.5 d_model,
+                                       # down to a multiple of 32
 
     def __post_init__(self):
         for f in dataclasses.fields(self):   # a config.json or ckpt.pt may hold anything
             value = getattr(self, f.name)
             if not (value is None and f.default is None or _has_type(value, f.type)):
                 raise ValueError(f"{f.name} = {value!r}: must be of type {f.type.__name__}")
-        positive = ("vocab_size", "pad_vocab_size_multiple", "d_model", "n_layer", "d_state", "d_conv",
-                    "expand", "headdim", "ngroups", "num_heads", "chunk_size", "norm_eps", "dt_rank",
-                    "maa_rank", "decay_rank", "dim_ffn")
+        positive = ("vocab_size", "pad_vocab_size_multiple", "d_model", "n_layer", "d_state",
+                    "d_conv", "expand", "headdim", "ngroups", "num_heads", "chunk_size", "norm_eps",
+                    "dt_rank", "maa_rank", "decay_rank", "dim_ffn")
         for name in positive:
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"{name} = {getattr(self, name)}: must be > 0")
@@ -106,19 +120,23 @@ class ModelConfig:
         defaults = dict(norm_eps=1e-6 if arch == "gla" else 1e-5,
                         chunk_size=dict(mamba1=4, mamba2=256, gla=64, rwkv6=64)[arch],
                         d_state=16 if arch == "mamba1" else 128, tie_embeddings=arch != "rwkv6",
-                        dt_rank=math.ceil(self.d_model / 16), dim_ffn=int(self.d_model * 3.5) // 32 * 32)
+                        dt_rank=math.ceil(self.d_model / 16),
+                        dim_ffn=int(self.d_model * 3.5) // 32 * 32)
         for name, value in defaults.items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
         self.A_init_range, self.dt_limit = tuple(self.A_init_range), tuple(self.dt_limit)
         if arch == "mamba2" and (self.d_inner % self.headdim or self.nheads % self.ngroups):
             raise ValueError(f"expand * d_model = {self.d_inner} must split into heads of headdim "
-                             f"{self.headdim}, and the {self.nheads} heads into ngroups = {self.ngroups}")
+                             f"{self.headdim}, and the {self.nheads} heads into ngroups = "
+                             f"{self.ngroups}")
         if arch == "gla" and (int(self.d_model * self.expand_k) % self.num_heads
                               or int(self.d_model * self.expand_v) % self.num_heads):
-            raise ValueError(f"the key and value widths must split into num_heads = {self.num_heads}")
+            raise ValueError(
+                f"the key and value widths must split into num_heads = {self.num_heads}")
         if arch == "rwkv6" and self.d_model % self.headdim:
-            raise ValueError(f"d_model = {self.d_model} must split into heads of headdim = {self.headdim}")
+            raise ValueError(
+                f"d_model = {self.d_model} must split into heads of headdim = {self.headdim}")
 
     @property
     def d_inner(self):
@@ -134,17 +152,17 @@ class ModelConfig:
 
     @property
     def mlp_width(self):
-        """The gated MLP's hidden width, 0 for none: mamba_ssm rounds d_intermediate up to a multiple of
-        128; fla's GLA MLP is 2/3 * hidden_ratio * d_model rounded up to a multiple of 256. (RWKV-6's
-        channel mix is part of its own block.)"""
+        """The gated MLP's hidden width, 0 for none: mamba_ssm rounds d_intermediate up to a
+        multiple of 128; fla's GLA MLP is 2/3 * hidden_ratio * d_model rounded up to a multiple of
+        256. (RWKV-6's channel mix is part of its own block.)"""
         if self.arch in ("mamba1", "mamba2"):
             return -(-self.d_intermediate // 128) * 128
         return -(-int(self.d_model * self.hidden_ratio * 2 / 3) // 256) * 256
 
 
 def _has_type(value, kind):
-    """isinstance, except that a bool is no int, any integer (numpy's too) is an int and a float, and a
-    list of numbers is a tuple."""
+    """isinstance, except that a bool is no int, any integer (numpy's too) is an int and a float,
+    and a list of numbers is a tuple."""
     if kind is tuple:
         return isinstance(value, (tuple, list)) and all(_has_type(v, float) for v in value)
     if isinstance(value, bool):
@@ -153,8 +171,8 @@ def _has_type(value, kind):
 
 
 class MLP(nn.Module):
-    """The gated (SwiGLU) MLP: fc2(a * silu(b)) with a, b = fc1(x). mamba_ssm's GatedMLP; fla's GLA MLP is
-    the same function with fc1 split into up_proj (a) and gate_proj (b)."""
+    """The gated (SwiGLU) MLP: fc2(a * silu(b)) with a, b = fc1(x). mamba_ssm's GatedMLP; fla's GLA
+    MLP is the same function with fc1 split into up_proj (a) and gate_proj (b)."""
 
     def __init__(self, d_model, width):
         super().__init__()
@@ -167,8 +185,8 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm residual block of Mamba-1, Mamba-2 and GLA: x + mixer(norm(x)), then x + mlp(norm2(x))
-    when there is an MLP. (RWKV-6 has its own, mixers.RWKV6Block.)"""
+    """Pre-norm residual block of Mamba-1, Mamba-2 and GLA: x + mixer(norm(x)), then
+    x + mlp(norm2(x)) when there is an MLP. (RWKV-6 has its own, mixers.RWKV6Block.)"""
 
     def __init__(self, config):
         super().__init__()
@@ -190,8 +208,8 @@ class Block(nn.Module):
 
 
 class LM(nn.Module):
-    """Embedding, n_layer blocks, final norm, lm_head; module names follow mamba_ssm's MambaLMHeadModel
-    (RWKV-6's official names are mapped onto them when loading: RWKV6_NAMES)."""
+    """Embedding, n_layer blocks, final norm, lm_head; module names follow mamba_ssm's
+    MambaLMHeadModel (RWKV-6's official names are mapped onto them when loading: RWKV6_NAMES)."""
 
     def __init__(self, config):
         super().__init__()
@@ -210,20 +228,23 @@ class LM(nn.Module):
         print(f"number of parameters: {sum(p.numel() for p in self.parameters()) / 1e6:.2f}M")
 
     def _init_weights(self):
-        """mamba_ssm's init for Mamba-1 and -2 (PyTorch's default for the linear layers, then out_proj and
-        fc2 scaled by 1/sqrt(number of residual branches), as GPT-2); fla's for GLA (N(0, 0.02)). Biases
-        zero, embedding N(0, 0.02); the mixers initialise their own dt_bias (Mamba-1: dt_proj.bias), A_log
-        and D. RWKV-6: BlinkDL's, a tiny embedding and an orthogonal head (its blocks init themselves)."""
+        """mamba_ssm's init for Mamba-1 and -2 (PyTorch's default for the linear layers, then
+        out_proj and fc2 scaled by 1/sqrt(number of residual branches), as GPT-2); fla's for GLA
+        (N(0, 0.02)). Biases zero, embedding N(0, 0.02); the mixers initialise their own dt_bias
+        (Mamba-1: dt_proj.bias), A_log and D. RWKV-6: BlinkDL's, a tiny embedding and an
+        orthogonal head (its blocks init themselves)."""
         c, emb = self.config, self.backbone.embedding.weight
         if c.arch == "rwkv6":
             nn.init.uniform_(emb, -1e-4, 1e-4)
-            nn.init.orthogonal_(self.lm_head.weight, gain=0.5 * math.sqrt(max(1, len(emb) / c.d_model)))
+            nn.init.orthogonal_(self.lm_head.weight,
+                                gain=0.5 * math.sqrt(max(1, len(emb) / c.d_model)))
             return
         for name, module in self.named_modules():
             if isinstance(module, nn.Linear):
                 if c.arch == "gla":
                     nn.init.normal_(module.weight, std=0.02)
-                if module.bias is not None and not name.endswith("dt_proj"):   # dt_proj.bias: dt's init
+                # dt_proj.bias: dt's init
+                if module.bias is not None and not name.endswith("dt_proj"):
                     nn.init.zeros_(module.bias)
         nn.init.normal_(emb, std=0.02)
         if c.arch in ("mamba1", "mamba2"):
@@ -240,17 +261,21 @@ class LM(nn.Module):
         return [block.zero_state(batch_size, device) for block in self.backbone.layers]
 
     def forward(self, idx, targets=None, states=None, last_only=False):
-        """idx: (Bsz, T) token ids; targets: (Bsz, T) or None (-1 is ignored); states: per-layer list or
-        None. Returns logits (Bsz, T, padded_vocab_size), the mean cross-entropy or None, the states after
-        idx. last_only: logits (Bsz, 1, padded_vocab_size) of the last position only (targets (Bsz, 1)), for
-        whoever needs just the next token (generate, effrem.py): with a 50k vocabulary the projection at
-        every position costs about as much as the rest of a small model."""
+        """idx: (Bsz, T) token ids; targets: (Bsz, T) or None (-1 is ignored); states: per-layer
+        list or None. Returns logits (Bsz, T, padded_vocab_size), the mean cross-entropy or None,
+        the states after idx. last_only: logits (Bsz, 1, padded_vocab_size) of the last position
+        only (targets (Bsz, 1)), for whoever needs just the next token (generate, effrem.py): with
+        a 50k vocabulary the projection at every position costs about as much as the rest of a
+        small model."""
         if states is not None and len(states) != self.config.n_layer:
-            raise ValueError(f"states has {len(states)} entries, the model has {self.config.n_layer} layers")
+            raise ValueError(f"states has {len(states)} entries, the model has "
+                             f"{self.config.n_layer} layers")
         V = self.config.vocab_size
-        if idx.numel() and (idx.min() < 0 or idx.max() >= V):   # the embedding would fail, or read padding
-            raise ValueError(f"token ids must lie in [0, vocab_size = {V}), got ids in [{int(idx.min())}, "
-                             f"{int(idx.max())}]: encode with the tokenizer the model was trained with")
+        # the embedding would fail, or read padding
+        if idx.numel() and (idx.min() < 0 or idx.max() >= V):
+            raise ValueError(f"token ids must lie in [0, vocab_size = {V}), got ids in "
+                             f"[{int(idx.min())}, {int(idx.max())}]: encode with the tokenizer the "
+                             "model was trained with")
         x = self.backbone.embedding(idx)
         if self.config.residual_in_fp32:
             x = x.float()
@@ -268,8 +293,9 @@ class LM(nn.Module):
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=0.0, top_k=None):
-        """Continue idx (Bsz, T) by max_new_tokens tokens, greedily if temperature == 0. The prompt is read
-        once; after that each token costs one step of the recurrence, whatever the length so far."""
+        """Continue idx (Bsz, T) by max_new_tokens tokens, greedily if temperature == 0.
+        The prompt is read once; after that each token costs one step of the recurrence, whatever
+        the length so far."""
         new, states = idx, None
         for _ in range(max_new_tokens):
             logits, _, states = self(new, states=states, last_only=True)
@@ -285,30 +311,34 @@ class LM(nn.Module):
             idx = torch.cat((idx, new), dim=1)
         return idx
 
-    # ------------------------------------------------------------------------------------------------
+    # ----------------------------------------------------------------------------------------------
     # The official checkpoints: Mamba-1 and Mamba-2 (state-spaces/mamba-130m ... mamba2-2.7b) in
     # mamba_ssm's format, RWKV-6 in BlinkDL's .pth files
 
     @classmethod
     def from_pretrained(cls, name_or_path):
-        """Load a model: a directory written by train.py (its ckpt.pt); a mamba_ssm checkpoint, Mamba-1 or
-        Mamba-2: a local directory holding config.json and pytorch_model.bin, or a hub id such as
-        "state-spaces/mamba-130m" (downloaded with huggingface_hub); or the path of an official RWKV-6
-        .pth file (BlinkDL/rwkv-6-world; its "world" tokenizer is not one of data.py's). Everything is
-        checked before any weight is assigned; every problem raises with the fix in its message."""
+        """Load a model: a directory written by train.py (its ckpt.pt); a mamba_ssm checkpoint,
+        Mamba-1 or Mamba-2: a local directory holding config.json and pytorch_model.bin, or a hub id
+        such as "state-spaces/mamba-130m" (downloaded with huggingface_hub); or the path of an
+        official RWKV-6 .pth file (BlinkDL/rwkv-6-world; its "world" tokenizer is not one of
+        data.py's). Everything is checked before any weight is assigned; every problem raises with
+        the fix in its message."""
         ckpt_file = os.path.join(name_or_path, "ckpt.pt")
         if os.path.isfile(ckpt_file):   # one of this project's training runs
-            ckpt = rundir.read_checkpoint(ckpt_file)   # damaged or not a checkpoint: the path and the fix
+            # damaged or not a checkpoint: the path and the fix
+            ckpt = rundir.read_checkpoint(ckpt_file)
             try:
                 config = ModelConfig(**ckpt["model_config"])
             except (TypeError, ValueError) as e:
-                raise ValueError(f"{ckpt_file}: its model_config does not describe a model: {e}") from None
+                raise ValueError(
+                    f"{ckpt_file}: its model_config does not describe a model: {e}") from None
             model = cls(config)
             model.load_state_dict(ckpt["model"])
             return model
         if name_or_path.endswith(".pth"):
             if not os.path.isfile(name_or_path):
-                raise FileNotFoundError(f"{name_or_path} not found: pass the path of an RWKV-6 .pth file")
+                raise FileNotFoundError(
+                    f"{name_or_path} not found: pass the path of an RWKV-6 .pth file")
             state_dict = torch.load(name_or_path, map_location="cpu", weights_only=True)
             config = config_from_rwkv6(state_dict, where=name_or_path)
             return cls(config)._load_checked(rwkv6_renamed(state_dict), name_or_path)
@@ -322,8 +352,9 @@ class LM(nn.Module):
         expected = self.state_dict()
         missing = sorted(set(expected) - set(state_dict))
         unexpected = sorted(set(state_dict) - set(expected))
-        mismatched = [f"{k}: {tuple(state_dict[k].shape)} in the file, {tuple(v.shape)} in the model"
-                      for k, v in expected.items() if k in state_dict and state_dict[k].shape != v.shape]
+        mismatched = [
+            f"{k}: {tuple(state_dict[k].shape)} in the file, {tuple(v.shape)} in the model"
+            for k, v in expected.items() if k in state_dict and state_dict[k].shape != v.shape]
         problems = [f"{what}:\n  " + "\n  ".join(keys) for what, keys in (("missing keys", missing),
                     ("unexpected keys", unexpected), ("shape mismatches", mismatched)) if keys]
         if problems:
@@ -333,15 +364,17 @@ class LM(nn.Module):
 
 
 def is_hub_id(name):
-    """True for a name that can only be a hub id, "owner/name"; False for anything path-like: "x" alone,
-    "a/b/c", "./x", "/x", "~/x", or "dir/x" where dir is a local folder (a misspelt path)."""
+    """True for a name that can only be a hub id, "owner/name"; False for anything path-like:
+    "x" alone, "a/b/c", "./x", "/x", "~/x", or "dir/x" where dir is a local folder
+    (a misspelt path)."""
     parts = name.split("/")
     return (len(parts) == 2 and all(parts) and not name.startswith((".", "~"))
             and not os.path.isdir(parts[0]))
 
 
 def checkpoint_files(name_or_path):
-    """The paths of config.json and pytorch_model.bin: in a local directory, or downloaded from the hub."""
+    """The paths of config.json and pytorch_model.bin: in a local directory, or downloaded
+    from the hub."""
     names = ("config.json", "pytorch_model.bin")
     if os.path.isdir(name_or_path):
         paths = [os.path.join(name_or_path, name) for name in names]
@@ -351,21 +384,23 @@ def checkpoint_files(name_or_path):
                                         f"{' and '.join(names)}")
         return paths
     if not is_hub_id(name_or_path):   # fail now, not after the hub's retries
-        raise FileNotFoundError(f"no checkpoint directory {name_or_path!r}: pass a train.py out_dir, a "
-                                f"directory holding {' and '.join(names)}, or a hub id such as "
-                                f"state-spaces/mamba2-130m")
+        raise FileNotFoundError(f"no checkpoint directory {name_or_path!r}: pass a train.py "
+                                f"out_dir, a directory holding {' and '.join(names)}, or a hub id "
+                                "such as state-spaces/mamba2-130m")
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
     try:
         return [hf_hub_download(name_or_path, name) for name in names]
     except HFValidationError:
-        raise FileNotFoundError(f"no checkpoint directory {name_or_path!r} (nor is it a hub id)") from None
+        raise FileNotFoundError(
+            f"no checkpoint directory {name_or_path!r} (nor is it a hub id)") from None
     except LocalEntryNotFoundError:
         raise OSError(
-            f"{name_or_path!r} is not a local directory, and it cannot be downloaded from the Hugging "
-            f"Face hub: no network (or HF_HUB_OFFLINE is set) and no copy in the hub cache. On a machine "
-            f"with a network, download {' and '.join(names)} from https://huggingface.co/{name_or_path} "
-            f"into a directory, then pass that directory: LM.from_pretrained('path/to/dir')") from None
+            f"{name_or_path!r} is not a local directory, and it cannot be downloaded from the "
+            "Hugging Face hub: no network (or HF_HUB_OFFLINE is set) and no copy in the hub cache. "
+            f"On a machine with a network, download {' and '.join(names)} from "
+            f"https://huggingface.co/{name_or_path} into a directory, then pass that directory: "
+            "LM.from_pretrained('path/to/dir')") from None
 
 
 def _read_json(path):
@@ -380,13 +415,15 @@ def config_from_mamba_ssm(cfg, where="config.json"):
     """A ModelConfig from mamba_ssm's config.json: MambaConfig's fields, ssm_cfg overriding the
     defaults of its layer, Mamba1 (mamba_ssm's default) or Mamba2."""
     if not isinstance(cfg, dict) or not isinstance(cfg.get("ssm_cfg", {}), dict):
-        raise ValueError(f"{where}: expected a JSON object with an object ssm_cfg, as mamba_ssm writes")
+        raise ValueError(
+            f"{where}: expected a JSON object with an object ssm_cfg, as mamba_ssm writes")
     cfg = dict(cfg)
     ssm_cfg = dict(cfg.pop("ssm_cfg", {}))
     layer = ssm_cfg.pop("layer", "Mamba1")
     if layer not in ("Mamba1", "Mamba2"):
         raise ValueError(f"{where}: ssm_cfg.layer is {layer!r}; expected Mamba1 or Mamba2")
-    # what mamba_ssm accepts but does not change the computation: kernel choices and init-only options
+    # what mamba_ssm accepts but does not change the computation:
+    # kernel choices and init-only options
     for key in ("fused_add_norm", "attn_cfg"):
         cfg.pop(key, None)
     for key in ("use_mem_eff_path", "conv_init", "use_fast_path", "dt_init", "dt_scale"):
@@ -394,17 +431,20 @@ def config_from_mamba_ssm(cfg, where="config.json"):
     if ssm_cfg.get("dt_rank") == "auto":
         del ssm_cfg["dt_rank"]
     if cfg.pop("attn_layer_idx", []):
-        raise ValueError(f"{where}: attn_layer_idx is not empty; hybrids with attention are not supported")
+        raise ValueError(
+            f"{where}: attn_layer_idx is not empty; hybrids with attention are not supported")
     if not cfg.pop("rms_norm", True):
-        raise ValueError(f"{where}: rms_norm is false (LayerNorm); only RMSNorm models are supported")
+        raise ValueError(
+            f"{where}: rms_norm is false (LayerNorm); only RMSNorm models are supported")
     top = ("d_model", "n_layer", "vocab_size", "d_intermediate", "pad_vocab_size_multiple",
            "tie_embeddings", "residual_in_fp32")
     ssm = ("d_state", "d_conv", "expand", "dt_min", "dt_max", "dt_init_floor", "bias", "conv_bias")
     ssm += ("dt_rank",) if layer == "Mamba1" else (
-        "headdim", "ngroups", "A_init_range", "dt_limit", "D_has_hdim", "rmsnorm", "norm_before_gate",
-        "chunk_size")
+        "headdim", "ngroups", "A_init_range", "dt_limit", "D_has_hdim", "rmsnorm",
+        "norm_before_gate", "chunk_size")
     d_ssm = ssm_cfg.pop("d_ssm", None) if layer == "Mamba2" else None
-    unknown = sorted(set(cfg) - set(top)) + [f"ssm_cfg.{k}" for k in sorted(set(ssm_cfg) - set(ssm))]
+    unknown = (sorted(set(cfg) - set(top))
+               + [f"ssm_cfg.{k}" for k in sorted(set(ssm_cfg) - set(ssm))])
     if unknown:
         raise ValueError(f"{where}: unknown keys {', '.join(unknown)} (for a {layer} model)")
     try:
@@ -412,18 +452,19 @@ def config_from_mamba_ssm(cfg, where="config.json"):
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None
     if d_ssm not in (None, config.d_inner):
-        raise ValueError(f"{where}: ssm_cfg.d_ssm = {d_ssm} != expand * d_model = {config.d_inner}; "
-                         "a partial SSM width is not supported")
+        raise ValueError(f"{where}: ssm_cfg.d_ssm = {d_ssm} != expand * d_model = "
+                         f"{config.d_inner}; a partial SSM width is not supported")
     return config
 
 
 # BlinkDL's names -> this file's (mamba_ssm's); inside a block the names are his (mixers.RWKV6Block)
-RWKV6_NAMES = {"emb.": "backbone.embedding.", "blocks.": "backbone.layers.", "ln_out.": "backbone.norm_f.",
-               "head.": "lm_head."}
+RWKV6_NAMES = {"emb.": "backbone.embedding.", "blocks.": "backbone.layers.",
+               "ln_out.": "backbone.norm_f.", "head.": "lm_head."}
 
 
 def rwkv6_renamed(state_dict):
-    """An RWKV-6 state dict under LM's names (RWKV6_NAMES); a key it does not know is kept as it is."""
+    """An RWKV-6 state dict under LM's names (RWKV6_NAMES); a key it does not know is kept as
+    it is."""
     def rename(key):
         prefix = next((p for p in RWKV6_NAMES if key.startswith(p)), None)
         return key if prefix is None else RWKV6_NAMES[prefix] + key[len(prefix):]
@@ -431,11 +472,13 @@ def rwkv6_renamed(state_dict):
 
 
 def config_from_rwkv6(state_dict, where):
-    """A ModelConfig from the shapes of an RWKV-6 state dict, as BlinkDL's loader reads them: the vocabulary
-    and width from emb.weight, the layers from the block numbers, heads from time_faaaa (H, head_size),
-    the low ranks from time_maa_w2 and time_decay_w1, the channel mix's width from ffn.key."""
+    """A ModelConfig from the shapes of an RWKV-6 state dict, as BlinkDL's loader reads them: the
+    vocabulary and width from emb.weight, the layers from the block numbers, heads from
+    time_faaaa (H, head_size), the low ranks from time_maa_w2 and time_decay_w1, the channel mix's
+    width from ffn.key."""
     if not isinstance(state_dict, dict) or not all(torch.is_tensor(v) for v in state_dict.values()):
-        raise ValueError(f"{where}: expected a state dict of tensors, as BlinkDL's RWKV-6 .pth files hold")
+        raise ValueError(
+            f"{where}: expected a state dict of tensors, as BlinkDL's RWKV-6 .pth files hold")
     try:
         vocab_size, d_model = state_dict["emb.weight"].shape
         n_layer = 1 + max(int(k.split(".")[1]) for k in state_dict if k.startswith("blocks."))
@@ -447,11 +490,13 @@ def config_from_rwkv6(state_dict, where):
         raise ValueError(f"{where}: not an RWKV-6 (x060) state dict: no {e} of the expected shape; "
                          f"RWKV-4, -5 and -7 files are not supported") from None
     if H * headdim != d_model:
-        raise ValueError(f"{where}: time_faaaa is ({H}, {headdim}), {H * headdim} channels, the embedding "
-                         f"{d_model}: an attention width other than d_model is not supported")
+        raise ValueError(
+            f"{where}: time_faaaa is ({H}, {headdim}), {H * headdim} channels, the embedding "
+            f"{d_model}: an attention width other than d_model is not supported")
     try:
-        return ModelConfig(arch="rwkv6", vocab_size=vocab_size, pad_vocab_size_multiple=1, d_model=d_model,
-                           n_layer=n_layer, headdim=headdim, maa_rank=maa_rank, decay_rank=decay_rank,
-                           dim_ffn=dim_ffn, tie_embeddings=False, residual_in_fp32=True)
+        return ModelConfig(arch="rwkv6", vocab_size=vocab_size, pad_vocab_size_multiple=1,
+                           d_model=d_model, n_layer=n_layer, headdim=headdim, maa_rank=maa_rank,
+                           decay_rank=decay_rank, dim_ffn=dim_ffn, tie_embeddings=False,
+                           residual_in_fp32=True)
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None

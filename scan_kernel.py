@@ -66,7 +66,8 @@ def _check(q, k, v, g, h0):
         raise ValueError(f"h0 must be (B, H, K, V) = {(B, H, K, V)}, got {tuple(h0.shape)}")
     devices = {x.device for x in (q, k, v, g, h0) if x is not None}
     if len(devices) > 1:
-        raise ValueError(f"q, k, v, g and h0 must be on one device, got {sorted(map(str, devices))}")
+        raise ValueError(
+            f"q, k, v, g and h0 must be on one device, got {sorted(map(str, devices))}")
     return B, T, H, K, V
 
 
@@ -100,8 +101,9 @@ def _scores_plain(q, k, G):
     out with the (C, C, K) tensor of all pairwise decays. q, k, G (..., C, K) -> A (..., C, C).
     The exponent is masked to -inf above the diagonal *before* the exp, so nothing overflows."""
     C = q.shape[-2]
-    causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()[..., None]         # (C, C, 1)
-    decay = (G[..., :, None, :] - G[..., None, :, :]).masked_fill(~causal, -math.inf).exp()  # (..., C, C, K)
+    causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()[..., None]  # (C, C, 1)
+    decay = ((G[..., :, None, :] - G[..., None, :, :])
+             .masked_fill(~causal, -math.inf).exp())                                # (..., C, C, K)
     return torch.einsum("...tk,...sk,...tsk->...ts", q, k, decay)
 
 
@@ -114,16 +116,21 @@ def _scores_by_halving(q, k, G, R):
     ..., 1), and s = t has decay 1. (The Triton kernel splits the chunk into sub-chunks instead.)
     R counts full resets (scan_chunked, step 2): a factor across one is 0."""
     C, K = q.shape[-2:]
-    A = (q * k).sum(-1).diag_embed()                                   # s = t, (..., C, C)
+    A = (q * k).sum(-1).diag_embed()                              # s = t, (..., C, C)
     h = C // 2
     while h >= 1:
-        blocks = (*q.shape[:-2], C // (2 * h), 2, h, K)   # (..., block, which half, position in it, K)
+        # (..., block, which half, position in it, K)
+        blocks = (*q.shape[:-2], C // (2 * h), 2, h, K)
         qb, kb, Gb, Rb = q.view(blocks), k.view(blocks), G.view(blocks), R.view(blocks)
-        G_m, R_m = Gb[..., 0, -1:, :], Rb[..., 0, -1:, :]              # at the first half's last token
-        q_2 = _decay(Gb[..., 1, :, :], Rb[..., 1, :, :], G_m, R_m) * qb[..., 1, :, :]   # second half, back to m
-        k_1 = _decay(G_m, R_m, Gb[..., 0, :, :], Rb[..., 0, :, :]) * kb[..., 0, :, :]   # first half, forward to m
-        # the (2h, 2h) blocks on A's diagonal, as a view (..., 2h, 2h, block); add the lower-left quarter
-        A_blocks = A.view(*A.shape[:-2], C // (2 * h), 2 * h, C // (2 * h), 2 * h).diagonal(dim1=-4, dim2=-2)
+        G_m, R_m = Gb[..., 0, -1:, :], Rb[..., 0, -1:, :]         # at the first half's last token
+        q_2 = (_decay(Gb[..., 1, :, :], Rb[..., 1, :, :], G_m, R_m)
+               * qb[..., 1, :, :])                                # second half, back to m
+        k_1 = (_decay(G_m, R_m, Gb[..., 0, :, :], Rb[..., 0, :, :])
+               * kb[..., 0, :, :])                                # first half, forward to m
+        # the (2h, 2h) blocks on A's diagonal, as a view (..., 2h, 2h, block);
+        # add the lower-left quarter
+        A_blocks = (A.view(*A.shape[:-2], C // (2 * h), 2 * h, C // (2 * h), 2 * h)
+                    .diagonal(dim1=-4, dim2=-2))
         A_blocks[..., h:, :h, :] += (q_2 @ k_1.transpose(-1, -2)).movedim(-3, -1)
         h //= 2
     return A
@@ -144,9 +151,11 @@ def _scores_by_halving_grad(q, k, G, R, dA):
         to_m = _decay(Gb[..., 1, :, :], Rb[..., 1, :, :], G_m, R_m)    # second half, back to m
         from_m = _decay(G_m, R_m, Gb[..., 0, :, :], Rb[..., 0, :, :])  # first half, forward to m
         dA_blocks = dA.view(*dA.shape[:-2], C // (2 * h), 2 * h, C // (2 * h), 2 * h)
-        dA_q = dA_blocks.diagonal(dim1=-4, dim2=-2)[..., h:, :h, :].movedim(-1, -3)   # (..., block, h, h)
+        dA_q = (dA_blocks.diagonal(dim1=-4, dim2=-2)[..., h:, :h, :]
+                .movedim(-1, -3))                                      # (..., block, h, h)
         dq.view(blocks)[..., 1, :, :] += to_m * (dA_q @ (from_m * kb[..., 0, :, :]))
-        dk.view(blocks)[..., 0, :, :] += from_m * (dA_q.transpose(-1, -2) @ (to_m * qb[..., 1, :, :]))
+        dk.view(blocks)[..., 0, :, :] += from_m * (dA_q.transpose(-1, -2)
+                                                   @ (to_m * qb[..., 1, :, :]))
         h //= 2
     return dq, dk
 
@@ -157,17 +166,19 @@ def _decay(G_t, R_t, G_s, R_s):
 
 
 # The sequence is computed in segments of whole chunks, carrying the state from one to the next, so
-# that no temporary holds more than about this many numbers (32 MB in float32) and every segment does
-# the same work: the cost per token is the same at every T (bench.py's per-token table measures it).
+# that no temporary holds more than about this many numbers (32 MB in float32) and every segment
+# does the same work: the cost per token is the same at every T (bench.py's per-token table
+# measures it).
 _SEGMENT_NUMBERS = 1 << 21
 
 
 class _Chunked(torch.autograd.Function):
     """scan_chunked's six steps, segment by segment, with a hand-written backward that mirrors the
-    Triton path's (scan_triton.Scan): only the inputs and the states S_n entering each chunk are kept
-    (one (K, V) state per chunk), everything else is made again in the backward. (Through autograd,
-    the loop of step 5 cost O(N^2): each S_{n+1} = a_n S_n + U_n read U_n as a slice, whose backward
-    writes a zero tensor the size of all N increments; and autograd kept some ten tensors per token.)
+    Triton path's (scan_triton.Scan): only the inputs and the states S_n entering each chunk are
+    kept (one (K, V) state per chunk), everything else is made again in the backward. (Through
+    autograd, the loop of step 5 cost O(N^2): each S_{n+1} = a_n S_n + U_n read U_n as a slice,
+    whose backward writes a zero tensor the size of all N increments; and autograd kept some ten
+    tensors per token.)
     apply(q, k, v, g, h0, C, keep) -> (o, h)."""
 
     @staticmethod
@@ -176,13 +187,15 @@ class _Chunked(torch.autograd.Function):
         N = -(-T // C)
         per_chunk = B * H * max(C * max(K, V, C), K * V)
         step = max(1, _SEGMENT_NUMBERS // per_chunk)                   # chunks per segment
-        # keep: a backward will follow, which needs every S_n; without one (evaluation) a segment's S_n
-        # are enough, and the memory they take no longer grows with T.
-        # One chunk from the zero state (a training batch with T <= C): every S_n is 0, so step 6 reads
-        # no state. The backward skips the same way when no gradient comes through the final state.
+        # keep: a backward will follow, which needs every S_n; without one (evaluation) a segment's
+        # S_n are enough, and the memory they take no longer grows with T.
+        # One chunk from the zero state (a training batch with T <= C): every S_n is 0, so step 6
+        # reads no state. The backward skips the same way when no gradient comes through the
+        # final state.
         no_S = h0 is None and N == 1
         o = torch.empty(B, T, H, V, dtype=v.dtype, device=v.device)
-        S_all = torch.empty(B, H, N if keep else min(N, step), K, V, dtype=acc, device=q.device)   # S_n
+        S_all = torch.empty(B, H, N if keep else min(N, step), K, V,   # S_n
+                            dtype=acc, device=q.device)
         S = None if h0 is None else h0.to(acc)                        # None: the zero state
         for n0 in range(0, N, step):
             t0, t1 = n0 * C, min(T, (n0 + step) * C)
@@ -200,7 +213,8 @@ class _Chunked(torch.autograd.Function):
             o[:, t0:t1] = _unchunk(o_, t1 - t0)
         ctx.save_for_backward(q, k, v, g, h0, S_all, S)
         ctx.C, ctx.step, ctx.no_S = C, step, no_S
-        ctx.set_materialize_grads(False)   # an unused o or h reaches the backward as None, not zeros
+        # an unused o or h reaches the backward as None, not zeros
+        ctx.set_materialize_grads(False)
         return o, S
 
     @staticmethod
@@ -208,9 +222,9 @@ class _Chunked(torch.autograd.Function):
         q, k, v, g, h0, S_all, h = ctx.saved_tensors
         C, step, (B, T, H, K), V = ctx.C, ctx.step, q.shape, v.shape[-1]
         acc, N = S_all.dtype, S_all.shape[2]
-        no_S, no_D = ctx.no_S, dh is None and N == 1                   # S_n = 0; D_n = 0 (see forward)
+        no_S, no_D = ctx.no_S, dh is None and N == 1                # S_n = 0; D_n = 0 (see forward)
         dq, dk, dv, dg = (torch.empty(x.shape, dtype=acc, device=x.device) for x in (q, k, v, g))
-        D = None if dh is None else dh.to(acc)        # dL/d(the state leaving the chunk); None: zero
+        D = None if dh is None else dh.to(acc)    # dL/d(the state leaving the chunk); None: zero
         do = torch.zeros_like(v) if do is None else do
         for n0 in reversed(range(0, N, step)):
             t0, t1 = n0 * C, min(T, (n0 + step) * C)
@@ -218,18 +232,19 @@ class _Chunked(torch.autograd.Function):
             d, n = _decays(q_, k_, g_), q_.shape[2]
             S_n = S_all[:, :, n0:n0 + n]
             if not no_D or h0 is not None:
-                W = (q_ * d["in"]).transpose(-1, -2) @ do_             # 4'. what chunk n's outputs add
-                D_n = torch.empty_like(S_n)                            # D_n: dL/dS leaving chunk n
-                for j in reversed(range(n)):                           # 5'. the carry, backwards
+                W = (q_ * d["in"]).transpose(-1, -2) @ do_          # 4'. what chunk n's outputs add
+                D_n = torch.empty_like(S_n)                         # D_n: dL/dS leaving chunk n
+                for j in reversed(range(n)):                        # 5'. the carry, backwards
                     D_n[:, :, j] = 0 if D is None else D
                     D = W[:, :, j] if D is None else d["a"][:, :, j] * D + W[:, :, j]
-            dA = (do_ @ v_.transpose(-1, -2)).tril()                  # 3'. s <= t
-            if d["L"] is not None:                                     # one decay per head: A = (q k^T) L
+            dA = (do_ @ v_.transpose(-1, -2)).tril()                # 3'. s <= t
+            # one decay per head: A = (q k^T) L
+            if d["L"] is not None:
                 dAL = dA * d["L"]
                 dq_, dk_ = dAL @ k_, dAL.transpose(-1, -2) @ q_
             else:
                 dq_, dk_ = _scores_by_halving_grad(q_, k_, d["G"], d["R"], dA)
-            dv_ = d["A"].transpose(-1, -2) @ do_                      # 6'.
+            dv_ = d["A"].transpose(-1, -2) @ do_                    # 6'.
             if not no_S:
                 dq_ = dq_ + (do_ @ S_n.transpose(-1, -2)) * d["in"]
             if not no_D:
@@ -241,11 +256,14 @@ class _Chunked(torch.autograd.Function):
             if d["L"] is not None:
                 dG = dG.sum(-1, keepdim=True)
             if not no_D:
-                after = S_all[:, :, n0 + n] if n0 + n < N else h       # the state leaving the segment
-                S_next = torch.cat([S_all[:, :, n0 + 1:n0 + n], after[:, :, None]], 2)   # leaving each chunk
-                last = D_n * S_next                                    # (B, H, n, K, V)
-                dG[..., -1, :] += last.sum((-2, -1))[..., None] if d["L"] is not None else last.sum(-1)
-            dg_ = dG.flip(3).cumsum(3).flip(3).masked_fill(d["reset"], 0.0)   # G is g's sum in the chunk
+                after = S_all[:, :, n0 + n] if n0 + n < N else h    # the state leaving the segment
+                # leaving each chunk
+                S_next = torch.cat([S_all[:, :, n0 + 1:n0 + n], after[:, :, None]], 2)
+                last = D_n * S_next                                 # (B, H, n, K, V)
+                dG[..., -1, :] += (last.sum((-2, -1))[..., None] if d["L"] is not None
+                                   else last.sum(-1))
+            # G is g's sum in the chunk
+            dg_ = dG.flip(3).cumsum(3).flip(3).masked_fill(d["reset"], 0.0)
             for grad, x in ((dq, dq_), (dk, dk_), (dv, dv_), (dg, dg_)):
                 grad[:, t0:t1] = _unchunk(x, t1 - t0).reshape(grad[:, t0:t1].shape)
         return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dg.to(g.dtype),
@@ -253,13 +271,16 @@ class _Chunked(torch.autograd.Function):
 
 
 def _chunks(x, t0, t1, C, acc):
-    """Step 1 for tokens t0 .. t1-1 of x (B, T, H, dim) or (B, T, H): padded to whole chunks (padding has
-    k = 0 and g = 0: it adds nothing and decays nothing), laid out as (B, H, n, C, dim) in acc."""
-    x = x[:, t0:t1] if x.dim() == 4 else x[:, t0:t1, :, None]   # one decay per head: a K axis of size 1
+    """Step 1 for tokens t0 .. t1-1 of x (B, T, H, dim) or (B, T, H): padded to whole chunks
+    (padding has k = 0 and g = 0: it adds nothing and decays nothing), laid out as
+    (B, H, n, C, dim) in acc."""
+    # one decay per head: a K axis of size 1
+    x = x[:, t0:t1] if x.dim() == 4 else x[:, t0:t1, :, None]
     B, T_, H, dim = x.shape
     n = -(-T_ // C)
     x = F.pad(x, (0, 0, 0, 0, 0, n * C - T_)) if n * C > T_ else x
-    return x.view(B, n, C, H, dim).permute(0, 3, 1, 2, 4).to(acc).contiguous()   # bmm's fast path needs it
+    # bmm's fast path needs it
+    return x.view(B, n, C, H, dim).permute(0, 3, 1, 2, 4).to(acc).contiguous()
 
 
 def _unchunk(x, T_):
@@ -269,25 +290,27 @@ def _unchunk(x, T_):
 
 
 def _decays(q, k, g):
-    """Steps 2-3 for chunks laid out by _chunks: a dict of G and R (below); 'in' = exp(G_t), the decay
-    from the chunk's start to t; 'out' = exp(G_last - G_t), from t to its end; 'a' = exp(G_last) (B, H,
-    n, K|1, 1), the chunk's total decay; 'A' the scores (B, H, n, C, C); 'L' their decays for one
-    decay per head (None per key channel); 'reset' where g = -inf."""
+    """Steps 2-3 for chunks laid out by _chunks: a dict of G and R (below); 'in' = exp(G_t), the
+    decay from the chunk's start to t; 'out' = exp(G_last - G_t), from t to its end;
+    'a' = exp(G_last) (B, H, n, K|1, 1), the chunk's total decay; 'A' the scores (B, H, n, C, C);
+    'L' their decays for one decay per head (None per key channel); 'reset' where g = -inf."""
     # 2. Cumulative log decay inside each chunk: G[..., t, :] = g_0 + ... + g_t (chunk-local t). A
     #    full reset (g = -inf) would make G_t - G_s = -inf - (-inf) = NaN: it adds 0 to G instead,
     #    and 1 to R, the resets so far; exp(G_t - G_s) is then 0 where R_t != R_s (_decay).
     reset = torch.isneginf(g)
     G, R = g.masked_fill(reset, 0.0).cumsum(dim=3), reset.cumsum(dim=3)
     G_last, R_last, zero = G[..., -1:, :], R[..., -1:, :], torch.zeros_like(R[..., :1, :])
-    d = {"G": G, "R": R, "reset": reset, "in": _decay(G, R, 0.0, zero), "out": _decay(G_last, R_last, G, R),
+    d = {"G": G, "R": R, "reset": reset, "in": _decay(G, R, 0.0, zero),
+         "out": _decay(G_last, R_last, G, R),
          "a": _decay(G_last, R_last, 0.0, zero).transpose(-1, -2), "L": None}
     # 3. The scores A[t, s] = sum_k q_tk k_sk exp(G_tk - G_sk), s <= t in one chunk (_scores_plain).
-    #    With one decay per head this is SSD's masked product (Q K^T) * L with L[t, s] = exp(G_t - G_s)
-    #    (Dao & Gu, 2024); with a decay per key channel L needs a K axis: halving avoids storing it.
+    #    With one decay per head this is SSD's masked product (Q K^T) * L with
+    #    L[t, s] = exp(G_t - G_s) (Dao & Gu, 2024); with a decay per key channel L needs a K axis:
+    #    halving avoids storing it.
     if g.shape[-1] == 1:
         C = q.shape[-2]
         causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
-        apart = ~causal | (R != R.transpose(-1, -2))                  # s > t, or a full reset between
+        apart = ~causal | (R != R.transpose(-1, -2))                # s > t, or a full reset between
         d["L"] = (G - G.transpose(-1, -2)).masked_fill(apart, -math.inf).exp()   # (B, H, n, C, C)
         d["A"] = (q @ k.transpose(-1, -2)) * d["L"]
     else:
@@ -311,7 +334,8 @@ def scan_chunked(q, k, v, g, h0=None, chunk_size=64):
     if chunk_size < 1 or chunk_size & (chunk_size - 1):
         raise ValueError(f"chunk_size must be a power of two, got {chunk_size}")
     C = min(chunk_size, 1 << (T - 1).bit_length())   # no point padding a short sequence to a full C
-    keep = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (q, k, v, g, h0))
+    keep = torch.is_grad_enabled() and any(x is not None and x.requires_grad
+                                           for x in (q, k, v, g, h0))
     return _Chunked.apply(q, k, v, g, h0, C, keep)
 
 
@@ -322,7 +346,8 @@ def triton_fits(device, dtype):
     """Whether `scan` can launch on `device` with `dtype` inputs. Its tiles do not grow with K or V,
     and tests/test_compile.py checks that every kernel fits the shared memory and registers of
     sm_75, sm_80 and sm_90 cards; so what remains is the card's generation: Triton needs compute
-    capability 7.5, and bfloat16 products need 8.0. Warns (once per reason) when it returns False."""
+    capability 7.5, and bfloat16 products need 8.0.
+    Warns (once per reason) when it returns False."""
     device = torch.device(device)
     if device.type != "cuda":
         reason = f"the Triton scan needs a CUDA device, got {device}"
@@ -330,7 +355,8 @@ def triton_fits(device, dtype):
         major, minor = torch.cuda.get_device_capability(device)
         reason = (f"Triton needs compute capability 7.5 or newer, this card has {major}.{minor}"
                   if (major, minor) < (7, 5) else
-                  f"bfloat16 products need compute capability 8.0, this card has {major}.{minor}; use float16"
+                  f"bfloat16 products need compute capability 8.0, this card has {major}.{minor}; "
+                  "use float16"
                   if dtype == torch.bfloat16 and major < 8 else None)
     if reason is not None:
         warnings.warn(f"scan_backend='auto' uses scan_chunked: {reason}", stacklevel=2)
@@ -342,21 +368,25 @@ _INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"   # read by triton.jit 
 
 def scan(q, k, v, g, h0=None, chunk_size=64):
     """The chunked scan as Triton kernels, with a hand-written backward. Same contract as
-    scan_chunked, except that g = -inf (a full reset) is refused with a ValueError; float32, bfloat16 or float16 inputs (the state and
-    accumulation in float32). chunk_size: a power of two; the kernels use C = 16 .. 64 (they hold
-    (C, C) tiles of scores in registers), which changes how the work is split, never the result."""
+    scan_chunked, except that g = -inf (a full reset) is refused with a ValueError; float32,
+    bfloat16 or float16 inputs (the state and accumulation in float32). chunk_size: a power of two;
+    the kernels use C = 16 .. 64 (they hold (C, C) tiles of scores in registers), which changes how
+    the work is split, never the result."""
     _check(q, k, v, g, h0)
     if torch.isneginf(g).any():
-        raise ValueError("g contains -inf (a full reset), which the Triton scan refuses (its kernels would "
-                         "compute -inf - (-inf) = NaN): pass a large finite log decay such as g = -50 "
-                         "(exp(-50) ~ 2e-22), or use scan_chunked or scan_ref, which compute -inf exactly")
+        raise ValueError(
+            "g contains -inf (a full reset), which the Triton scan refuses (its kernels would "
+            "compute -inf - (-inf) = NaN): pass a large finite log decay such as g = -50 "
+            "(exp(-50) ~ 2e-22), or use scan_chunked or scan_ref, which compute -inf exactly")
     if q.dtype == torch.float64:
         raise ValueError("scan takes float32, bfloat16 or float16; use scan_chunked for float64")
     if chunk_size < 1 or chunk_size & (chunk_size - 1):
         raise ValueError(f"chunk_size must be a power of two, got {chunk_size}")
     if q.device.type != "cuda" and not _INTERPRETED:
-        raise RuntimeError("the Triton scan runs on CUDA tensors, or on the CPU when TRITON_INTERPRET=1 "
-                           "is set before scan_kernel is imported; on the CPU use scan_chunked")
+        raise RuntimeError(
+            "the Triton scan runs on CUDA tensors, or on the CPU when TRITON_INTERPRET=1 "
+            "is set before scan_kernel is imported; on the CPU use scan_chunked")
     C = max(16, min(chunk_size, 64, triton.next_power_of_2(q.shape[1])))
     capability = torch.cuda.get_device_capability(q.device) if q.is_cuda else (9, 0)
-    return scan_triton.Scan.apply(q, k, v, g, h0, C, gpu_compile.config(q.dtype, capability, q.shape[3], v.shape[3]))
+    return scan_triton.Scan.apply(q, k, v, g, h0, C,
+                                  gpu_compile.config(q.dtype, capability, q.shape[3], v.shape[3]))

@@ -1,9 +1,11 @@
-"""The commands of README.md and of the docs/ pages it links (in the order it links them), checked cheaply as a fresh clone would run them: each script exists, every --key is
-one of that script's settings, every config file exists and sets only such settings, and every run or
-folder a command reads is in the repository or written by an earlier command (in the README's order).
+"""The commands of README.md and of the docs/ pages it links (in the order it links them), checked
+cheaply as a fresh clone would run them: each script exists, every --key is one of that script's
+settings, every config file exists and sets only such settings, and every run or folder a command
+reads is in the repository or written by an earlier command (in the README's order).
 check_readme.sh runs the same commands for real (minutes; not part of the test suite).
 
-    python tests/test_readme.py      # prints the commands, one per line, as check_readme.sh reads them
+    python tests/test_readme.py      # prints the commands, one per line, as check_readme.sh
+                                     # reads them
 """
 import ast
 import os
@@ -19,9 +21,9 @@ from model import is_hub_id  # noqa: E402
 
 
 def readme_commands(text):
-    """The shell commands of the README's unlabelled ``` blocks, in order: lines that start with python,
-    bash, pip or ./<script>.sh (other lines there are output or paths). A trailing "# comment" is kept;
-    shlex drops it."""
+    """The shell commands of the README's unlabelled ``` blocks, in order: lines that start with
+    python, bash, pip or ./<script>.sh (other lines there are output or paths). A trailing
+    "# comment" is kept; shlex drops it."""
     commands, in_block, label = [], False, ""
     for line in text.splitlines():
         if line.startswith("```"):
@@ -38,8 +40,9 @@ def needs_gpu(command):
 
 
 def settings(script, cache={}):
-    """The script's settings and their defaults, as configurator.configure sees them: the script's lines
-    before its configure(globals()) call, run. {} for a script that takes no --key=value settings."""
+    """The script's settings and their defaults, as configurator.configure sees them: the script's
+    lines before its configure(globals()) call, run. {} for a script that takes no --key=value
+    settings."""
     if script not in cache:
         lines = open(os.path.join(ROOT, script)).read().splitlines()
         end = next((i for i, line in enumerate(lines) if "configure(globals())" in line), None)
@@ -60,8 +63,9 @@ def config_file_values(path):
 
 
 def shell_script_commands(path):
-    """The python commands of a bash script like demo.sh, its simple NAME=value variables expanded; [] for a
-    script with loops, continued lines or ${...} (experiments/*.sh): only its existence is checked."""
+    """The python commands of a bash script like demo.sh, its simple NAME=value variables expanded;
+    [] for a script with loops, continued lines or ${...} (experiments/*.sh): only its existence is
+    checked."""
     variables, commands = {}, []
     text = open(os.path.join(ROOT, path)).read()
     if re.search(r"^\s*for |\\$|\$\{", text, flags=re.M):
@@ -72,88 +76,106 @@ def shell_script_commands(path):
             variables[m[1]] = shlex.split(m[2])[0]
         elif line.startswith("python "):
             for name, value in variables.items():
-                line = line.replace(f'"${name}"', shlex.quote(value)).replace(f"${name}", shlex.quote(value))
+                line = (line.replace(f'"${name}"', shlex.quote(value))
+                        .replace(f"${name}", shlex.quote(value)))
             commands.append(line)
     return commands
 
 
 def check_commands(commands):
-    """Problems (a list of strings) with the commands, in order; `made` collects the folders they write."""
+    """Problems (a list of strings) with the commands, in order; `made` collects the folders they
+    write."""
     problems, made = [], set()
-
-    def exists(path):
-        return os.path.exists(os.path.join(ROOT, path)) or path.rstrip("/") in made
-
-    def check(command, where):
-        for part in command.split("&&"):
-            words = shlex.split(part, comments=True)
-            if not words:
-                continue
-            if words[0] == "pip":
-                if not exists(words[-1]):
-                    problems.append(f"{where}: {words[-1]} does not exist")
-                continue
-            if words[0] == "bash" or words[0].startswith("./"):
-                path = words[1] if words[0] == "bash" else words[0][2:]
-                if not exists(path):
-                    problems.append(f"{where}: {path} does not exist")
-                else:
-                    for inner in shell_script_commands(path):
-                        check(inner, f"{path}, called by {where}")
-                continue
-            if words[1:3] == ["-m", "pytest"]:
-                continue
-            script = words[1]
-            if not os.path.isfile(os.path.join(ROOT, script)):
-                problems.append(f"{where}: no script {script}")
-                continue
-            defaults = settings(script)
-            values = {}
-            for arg in words[2:]:
-                if arg in ("--help", "-h"):
-                    continue                              # configurator prints the settings
-                if arg.startswith("--"):
-                    key, _, value = arg[2:].partition("=")
-                    if key not in defaults:
-                        problems.append(f"{where}: --{key} is not a setting of {script}")
-                    values[key] = value
-                elif not defaults:
-                    continue                      # a positional argument, e.g. `python data.py stdlib`
-                elif not os.path.isfile(os.path.join(ROOT, arg)):
-                    problems.append(f"{where}: config file {arg} does not exist")
-                else:
-                    for key, value in config_file_values(arg).items():
-                        if key not in defaults:
-                            problems.append(f"{where}: {arg} sets {key}, not a setting of {script}")
-                        values.setdefault(key, value)   # a flag after the file overrides it
-            check_paths(script, {**defaults, **values}, command, where)
-
-    def check_paths(script, values, command, where):
-        reads = []
-        if script == "train.py":
-            init = str(values["init_from"])
-            if init == "resume":
-                reads.append(str(values["out_dir"]))
-            elif init != "scratch" and not is_hub_id(init):
-                reads.append(init)
-        if "checkpoints" in values:
-            reads += [c for c in str(values["checkpoints"]).split(",") if c and not is_hub_id(c)]
-        if not needs_gpu(command):
-            for path in reads:
-                if not exists(path):
-                    problems.append(f"{where}: reads {path}, which neither the repository nor an earlier "
-                                    f"command makes")
-        if "out_dir" in values:
-            made.add(str(values["out_dir"]).rstrip("/"))
-
     for i, command in enumerate(commands, 1):
-        check(command, f"README command {i} ({command.strip()})")
+        check_command(command, f"README command {i} ({command.strip()})", problems, made)
     return problems
 
 
+def exists(path, made):
+    """Whether path is in the repository, or is a folder an earlier command wrote (in `made`)."""
+    return os.path.exists(os.path.join(ROOT, path)) or path.rstrip("/") in made
+
+
+def check_command(command, where, problems, made):
+    """Check one command line, each of its && parts by its kind: pip, a shell script, python (a
+    pytest run is not checked). Appends to `problems`; `made` as in check_commands."""
+    for part in command.split("&&"):
+        words = shlex.split(part, comments=True)
+        if not words:
+            continue
+        if words[0] == "pip":
+            if not exists(words[-1], made):
+                problems.append(f"{where}: {words[-1]} does not exist")
+        elif words[0] == "bash" or words[0].startswith("./"):
+            check_shell_script(words, where, problems, made)
+        elif words[1:3] != ["-m", "pytest"]:
+            check_python(words, command, where, problems, made)
+
+
+def check_shell_script(words, where, problems, made):
+    """`bash script.sh` or `./script.sh`: the script exists, and so do the python commands it runs
+    (shell_script_commands), checked as if the README ran them."""
+    path = words[1] if words[0] == "bash" else words[0][2:]
+    if not exists(path, made):
+        problems.append(f"{where}: {path} does not exist")
+    else:
+        for inner in shell_script_commands(path):
+            check_command(inner, f"{path}, called by {where}", problems, made)
+
+
+def check_python(words, command, where, problems, made):
+    """`python script.py [config file] [--key=value ...]`: the script exists, its --keys and the
+    keys its config files set are all its settings, and what it reads exists (check_paths)."""
+    script = words[1]
+    if not os.path.isfile(os.path.join(ROOT, script)):
+        problems.append(f"{where}: no script {script}")
+        return
+    defaults = settings(script)
+    values = {}
+    for arg in words[2:]:
+        if arg in ("--help", "-h"):
+            continue                      # configurator prints the settings
+        if arg.startswith("--"):
+            key, _, value = arg[2:].partition("=")
+            if key not in defaults:
+                problems.append(f"{where}: --{key} is not a setting of {script}")
+            values[key] = value
+        elif not defaults:
+            continue                      # a positional argument, e.g. `python data.py stdlib`
+        elif not os.path.isfile(os.path.join(ROOT, arg)):
+            problems.append(f"{where}: config file {arg} does not exist")
+        else:
+            for key, value in config_file_values(arg).items():
+                if key not in defaults:
+                    problems.append(f"{where}: {arg} sets {key}, not a setting of {script}")
+                values.setdefault(key, value)   # a flag after the file overrides it
+    check_paths(script, {**defaults, **values}, command, where, problems, made)
+
+
+def check_paths(script, values, command, where, problems, made):
+    """The runs and folders the script reads with these settings (init_from, checkpoints) exist,
+    unless the command is for a GPU; its out_dir joins `made` for the commands after it."""
+    reads = []
+    if script == "train.py":
+        init = str(values["init_from"])
+        if init == "resume":
+            reads.append(str(values["out_dir"]))
+        elif init != "scratch" and not is_hub_id(init):
+            reads.append(init)
+    if "checkpoints" in values:
+        reads += [c for c in str(values["checkpoints"]).split(",") if c and not is_hub_id(c)]
+    if not needs_gpu(command):
+        for path in reads:
+            if not exists(path, made):
+                problems.append(f"{where}: reads {path}, which neither the repository nor an "
+                                "earlier command makes")
+    if "out_dir" in values:
+        made.add(str(values["out_dir"]).rstrip("/"))
+
+
 def pages():
-    """README.md, then each docs/ page in the order the README first links it: the order a reader (and
-    check_readme.sh) follows them."""
+    """README.md, then each docs/ page in the order the README first links it: the order a reader
+    (and check_readme.sh) follows them."""
     readme = open(os.path.join(ROOT, "README.md")).read()
     linked = list(dict.fromkeys(re.findall(r"\]\((docs/[\w-]+\.md)\)", readme)))
     return ["README.md"] + linked
@@ -164,7 +186,8 @@ def all_commands():
 
 
 def test_every_docs_page_is_linked_from_the_readme():
-    assert sorted(pages()[1:]) == sorted(f"docs/{f}" for f in os.listdir(os.path.join(ROOT, "docs")))
+    assert sorted(pages()[1:]) == sorted(
+        f"docs/{f}" for f in os.listdir(os.path.join(ROOT, "docs")))
 
 
 def test_every_readme_command_is_runnable_as_written():
@@ -177,7 +200,8 @@ def test_the_python_snippet_imports_what_exists():
     text = "".join(open(os.path.join(ROOT, page)).read() for page in pages())
     for block in re.findall(r"```python\n(.*?)```", text, re.S):
         for node in ast.walk(ast.parse(block)):
-            if isinstance(node, ast.ImportFrom) and os.path.isfile(os.path.join(ROOT, f"{node.module}.py")):
+            if (isinstance(node, ast.ImportFrom)
+                    and os.path.isfile(os.path.join(ROOT, f"{node.module}.py"))):
                 module = __import__(node.module)
                 for alias in node.names:
                     assert hasattr(module, alias.name), f"{node.module} has no {alias.name}"
@@ -197,9 +221,9 @@ def test_the_checker_finds_what_a_fresh_clone_would_not_run():
         "./alsonothere.sh copy",
     ])
     assert len(problems) == 7, problems
-    for expected in ("reads out-y", "config/no_such_config.py does not exist", "--no_such_key is not a setting",
-                     "reads out-never", "no script nothere.py", "nothere.sh does not exist",
-                     "alsonothere.sh does not exist"):
+    for expected in ("reads out-y", "config/no_such_config.py does not exist",
+                     "--no_such_key is not a setting", "reads out-never", "no script nothere.py",
+                     "nothere.sh does not exist", "alsonothere.sh does not exist"):
         assert any(expected in p for p in problems), (expected, problems)
 
 
