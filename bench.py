@@ -356,16 +356,16 @@ STATIC_SHAPES = [("Mamba-2 130m", 8, 2048, 24, 128, 64, False),
                  ("GLA 1.3B", 8, 2048, 4, 256, 512, True)]
 
 
+# kernel_costs counts each launch from its tiles. 'Fewest' flops count only the pairs s <= t;
+# 'fewest' bytes read every tensor the kernel needs once. 'Moved' counts every tile a program loads
+# as read from memory, also when other programs of the same chunk read it too (on a GPU those are
+# mostly hits in the L2 cache: this count is an upper bound). Elementwise work (the exps; the
+# per-channel diagonal sub-chunks) is not counted. The states S_n, D_n, the scores A, dA and the
+# decayed qd, kd are in the input dtype (elem bytes); G, dG and the per-channel dq, dk of the states
+# float32. Steps 1-2 (G from g) run in PyTorch: a row of their own ('torch').
 def kernel_costs(B, T, H, K, V, per_channel, elem, cfg, C=64):
-    """Each launch of a forward and backward of `scan` with the tiles of cfg (gpu_compile.config),
-    counted from its tiles: [(step, kernel, programs, matmul flops issued, fewest, bytes moved,
-    fewest)]. 'Fewest' flops count only the pairs s <= t; 'fewest' bytes read every tensor the
-    kernel needs once. 'Moved' counts every tile a program loads as read from memory, also when
-    other programs of the same chunk read it too (on a GPU those are mostly hits in the L2 cache:
-    this count is an upper bound). Elementwise work (the exps; the per-channel diagonal sub-chunks)
-    is not counted. The states S_n, D_n, the scores A, dA and the decayed qd, kd are in the input
-    dtype (elem bytes); G, dG and the per-channel dq, dk of the states float32. Steps 1-2 (G from
-    g) run in PyTorch: a row of their own ('torch')."""
+    """Each launch of a forward and backward of `scan` with the tiles of cfg (gpu_compile.config):
+    [(step, kernel, programs, matmul flops issued, fewest, bytes moved, fewest)], one row a step."""
     BK, BV, BK_sub = cfg["BK"], cfg["BV"], cfg["BK_sub"]
     # nO: the wide V tiles
     N, BH, nK, nV, nO = -(-T // C), B * H, -(-K // BK), -(-V // BV), -(-V // cfg["BV_wide"])
