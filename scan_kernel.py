@@ -212,7 +212,7 @@ class _Chunked(torch.autograd.Function):
             o_ = o_ if no_S else o_ + (q_ * d["in"]) @ S_n
             o[:, t0:t1] = _unchunk(o_, t1 - t0)
         ctx.save_for_backward(q, k, v, g, h0, S_all, S)
-        ctx.C, ctx.step, ctx.no_S = C, step, no_S
+        ctx.C, ctx.step = C, step
         # an unused o or h reaches the backward as None, not zeros
         ctx.set_materialize_grads(False)
         return o, S
@@ -222,7 +222,7 @@ class _Chunked(torch.autograd.Function):
         q, k, v, g, h0, S_all, h = ctx.saved_tensors
         C, step, (B, T, H, K), V = ctx.C, ctx.step, q.shape, v.shape[-1]
         acc, N = S_all.dtype, S_all.shape[2]
-        no_S, no_D = ctx.no_S, dh is None and N == 1                # S_n = 0; D_n = 0 (see forward)
+        no_S, no_D = h0 is None and N == 1, dh is None and N == 1   # S_n = 0; D_n = 0 (forward)
         dq, dk, dv, dg = (torch.empty(x.shape, dtype=acc, device=x.device) for x in (q, k, v, g))
         D = None if dh is None else dh.to(acc)    # dL/d(the state leaving the chunk); None: zero
         do = torch.zeros_like(v) if do is None else do
