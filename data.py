@@ -3,7 +3,7 @@ Text for the models: tokenizers, corpora tokenized once into memory-mapped files
 ways training and evaluation read them.
 
     get_tokenizer(name)         "bytes", a tiktoken encoding ("gpt2"...), "gpt-neox", a
-                                tokenizer.json
+                                tokenizer.json, RWKV's world vocabulary (a .txt)
     prepare(corpus, tokenizer)  tokenize a corpus once into data/<corpus>-<tokenizer>/, return
                                 that path
     load(path) -> Data          the memory-mapped splits and where each document starts
@@ -21,6 +21,7 @@ same file is held out on every interpreter), and every prepared corpus carries a
 document count, bytes and a hash of names and contents) that train.py saves in each checkpoint and
 evaluate.py checks against the corpus it evaluates on.
 """
+import ast
 import hashlib
 import json
 import os
@@ -38,10 +39,11 @@ import tokenizers
 import torch
 
 VAL_FRACTION = 0.05  # share of documents held out: a 5% sample of the paths
+WORLD_VOCAB = "rwkv_vocab_v20230424.txt"   # the vocabulary of RWKV's "world" tokenizer (RWKV-5, 6)
 _STDLIB = sysconfig.get_paths()["stdlib"]  # this Python's standard library, the default corpus
 
 # -----------------------------------------------------------------------------
-# tokenizers: one tiny interface over three libraries
+# tokenizers: one tiny interface over three libraries and RWKV's vocabulary file
 
 
 @dataclass
@@ -53,7 +55,9 @@ class Tokenizer:
 
 
 def get_tokenizer(name="bytes"):
-    """A Tokenizer by name: "bytes", a tiktoken encoding, "gpt-neox", or a tokenizer.json path."""
+    """A Tokenizer by name: "bytes", a tiktoken encoding, "gpt-neox", a tokenizer.json path, or the
+    path of RWKV's world vocabulary (a .txt; "rwkv-world", the name the RWKV-6 checkpoints give,
+    says where to get it)."""
     name = str(name)  # a pathlib.Path works too
     if name == "bytes":  # the default for the small CPU models: no download, no unknown symbols
         return Tokenizer("bytes", 256, lambda text: list(text.encode("utf-8")),
@@ -63,6 +67,13 @@ def get_tokenizer(name="bytes"):
         # encode_ordinary: a document that contains the text "<|endoftext|>" is ordinary text here
         return Tokenizer(name, enc.n_vocab, enc.encode_ordinary,
                          lambda ids: enc.decode([int(i) for i in ids]))
+    if name == "rwkv-world":  # BlinkDL's RWKV-6 checkpoints: the file is not on the hub
+        raise FileNotFoundError(
+            f"the RWKV-6 world checkpoints read RWKV's 'world' tokenizer, a vocabulary file: "
+            f"download {WORLD_VOCAB} from https://github.com/BlinkDL/ChatRWKV/tree/main/tokenizer "
+            f"and pass its path as the tokenizer (--tokenizer=path/to/{WORLD_VOCAB})")
+    if name.endswith(".txt"):
+        return _world_tokenizer(name)
     if name == "gpt-neox" or name.endswith(".json") or os.path.exists(name):
         path = _tokenizer_json(name)
         tok = tokenizers.Tokenizer.from_file(path)
@@ -70,8 +81,8 @@ def get_tokenizer(name="bytes"):
                          lambda text: tok.encode(text, add_special_tokens=False).ids,
                          lambda ids: tok.decode([int(i) for i in ids]))
     raise ValueError(f"unknown tokenizer {name!r}: use 'bytes', one of tiktoken's encodings "
-                     f"{tiktoken.list_encoding_names()}, 'gpt-neox', or a path to a tokenizer.json "
-                     f"(or to a folder holding one)")
+                     f"{tiktoken.list_encoding_names()}, 'gpt-neox', a path to a tokenizer.json "
+                     f"(or to a folder holding one), or the path of RWKV's {WORLD_VOCAB}")
 
 
 def same_tokenizer(a, b):
@@ -81,9 +92,59 @@ def same_tokenizer(a, b):
         name = str(name)
         if name in ("bytes", "gpt-neox") or name in tiktoken.list_encoding_names():
             return name
+        if name == "rwkv-world" or Path(name).name == WORLD_VOCAB:   # any copy of the file
+            return "rwkv-world"
         return str(Path(name, "tokenizer.json").resolve() if os.path.isdir(name)
                    else Path(name).resolve())
     return str(a) == str(b) or where(a) == where(b)
+
+
+def _world_tokenizer(path):
+    """RWKV's world tokenizer (described in Peng et al. 2024): a vocabulary file of one
+    token a line, `<id> <a Python str or bytes literal> <its length in UTF-8 bytes>`, and greedy
+    encoding: at every position the longest token that matches the next bytes. No merges and no
+    pre-tokenization, so a trie of the tokens' bytes is the whole algorithm. Id 0, the end of a
+    text, is not in the file. The literals are read with ast.literal_eval, never eval."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no tokenizer file at {path}: pass RWKV's {WORLD_VOCAB} (a "
+                                f".txt) or a tokenizer.json")
+    to_bytes, trie = {}, {}   # trie: byte -> child node; the key None holds the id ending there
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            i, rest = line.split(" ", 1)
+            literal, length = rest.rsplit(" ", 1)
+            token = ast.literal_eval(literal)
+            token = token.encode("utf-8") if isinstance(token, str) else token
+            ok = isinstance(token, bytes) and len(token) == int(length) > 0 and int(i) > 0
+        except (ValueError, SyntaxError):
+            ok = False
+        if not ok:
+            raise ValueError(f"{path}:{n} is not a line of RWKV's world vocabulary ('<id> <str or "
+                             f"bytes literal> <length in bytes>'): {line[:60]!r}")
+        to_bytes[int(i)] = token
+        node = trie
+        for b in token:
+            node = node.setdefault(b, {})
+        node[None] = int(i)
+
+    def encode(text):
+        data, ids, at = text.encode("utf-8"), [], 0
+        while at < len(data):
+            node, j, longest = trie, at, None
+            while j < len(data) and data[j] in node:     # walk down as far as the bytes match
+                node, j = node[data[j]], j + 1
+                if None in node:
+                    longest = (node[None], j)
+            if longest is None:   # the world vocabulary has all 256 bytes; a partial file may not
+                raise ValueError(f"byte {data[at]:#04x} has no token in {path}")
+            ids.append(longest[0])
+            at = longest[1]
+        return ids
+
+    return Tokenizer(str(path.resolve()), max(to_bytes) + 1, encode,
+                     lambda ids: b"".join(to_bytes.get(int(i), b"") for i in ids)
+                     .decode("utf-8", errors="replace"))
 
 
 def _tiktoken_encoding(name):
@@ -160,8 +221,9 @@ def _listing(corpus, tok):
 
 
 def tokenizer_key(tok):
-    """What identifies a tokenizer: its name, and for a tokenizer.json (an absolute path) a hash of
-    the file too, since a tokenizer retrained at the same path makes other tokens."""
+    """What identifies a tokenizer: its name, and for a file (a tokenizer.json, a world vocabulary:
+    an absolute path) a hash of the file too, since another file at the same path makes other
+    tokens."""
     if not os.path.isabs(tok.name):
         return tok.name   # "bytes", a tiktoken encoding, "gpt-neox": fixed by their names
     return f"{tok.name}\0{hashlib.sha256(Path(tok.name).read_bytes()).hexdigest()[:16]}"

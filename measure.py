@@ -5,12 +5,13 @@ errors clustered by document (the held-out sequences of one document are correla
 not independent samples).
 
 A checkpoint is a train.py out_dir (ckpt.pt and config.json), a directory holding an official
-Mamba-2 checkpoint (config.json and pytorch_model.bin), or a hub id
-such as state-spaces/mamba2-130m.
+Mamba-1 or Mamba-2 checkpoint (config.json and pytorch_model.bin), a hub id such as
+state-spaces/mamba2-130m, or the path of one of BlinkDL's RWKV-6 .pth files.
 """
 import json
 import math
 import os
+import re
 import sys
 from contextlib import nullcontext
 
@@ -23,6 +24,7 @@ from configurator import set_threads
 from model import LM, checkpoint_files, is_hub_id
 
 OFFICIAL_T_TRAIN = 2048   # the official Mamba-2 checkpoints' training context (paper sec. B.1)
+RWKV6_T_TRAIN = 4096      # BlinkDL's RWKV-6 world models, whose file names say it: ...-ctx4096.pth
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -66,6 +68,13 @@ def checkpoint_info(name):
     """What the evaluation needs to know about a checkpoint, read without loading it: {name, label,
     T_train, corpus, tokenizer, data_dir, fingerprint} (the data settings None where it
     does not say)."""
+    if name.endswith(".pth"):                                   # BlinkDL's RWKV-6 file
+        if not os.path.isfile(name):
+            raise FileNotFoundError(f"{name} not found: pass the path of an RWKV-6 .pth file")
+        ctx = re.search(r"ctx(\d+)", os.path.basename(name))   # as BlinkDL names them
+        # its tokenizer, the world vocabulary, has to be given by path (data.get_tokenizer)
+        return dict(name=name, label=name, T_train=int(ctx[1]) if ctx else RWKV6_T_TRAIN,
+                    corpus=None, tokenizer="rwkv-world", data_dir=None, fingerprint=None)
     if os.path.isdir(name):
         if os.path.isfile(os.path.join(name, "ckpt.pt")):       # a run of train.py
             cfg = run_config(name)
@@ -165,7 +174,7 @@ def fetch_official(infos):
     is prepared: a misspelt name is reported as a missing checkpoint, not as a tokenizer
     that cannot load."""
     for info in infos:
-        if not os.path.isdir(info["name"]):
+        if not os.path.isdir(info["name"]) and not info["name"].endswith(".pth"):   # .pth: a file
             checkpoint_files(info["name"])
 
 

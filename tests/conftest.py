@@ -28,3 +28,17 @@ def tiny_lm(seed=0, **kw):
     cfg = dict(arch="mamba2", vocab_size=50, d_model=32, n_layer=2, d_state=16, headdim=16, chunk_size=8,
                scan_backend="chunked") | kw
     return LM(ModelConfig(**cfg)).eval()
+
+
+def write_world_vocab(path, tokens):
+    """RWKV's world vocabulary file, in its own format: `<id> <repr of a str, or of bytes that are
+    not UTF-8> <length in bytes>`, ids from 1 in order. tokens: bytes objects. Returns path."""
+    lines = []
+    for i, token in enumerate(tokens, 1):
+        try:
+            literal = repr(token.decode("utf-8"))
+        except UnicodeDecodeError:
+            literal = repr(token)
+        lines.append(f"{i} {literal} {len(token)}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -5,13 +5,17 @@ exactly the official format; and each architecture through train.py with every i
 evaluate.py's and effrem.py's measures."""
 import json
 import math
+import os
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from model import LM, rwkv6_renamed
 from test_train import corpus  # noqa: F401  (a fixture: real text)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -277,3 +281,33 @@ def test_train_with_every_intervention_then_measure(arch, corpus, tmp_path, caps
     x = torch.randint(0, 256, (2, 33))
     remembrance = effrem.effective_remembrance(model, x, [1, 8, 31])
     assert remembrance.shape == (3,) and bool(((0 <= remembrance) & (remembrance <= 1)).all())
+
+
+def test_evaluate_an_official_rwkv6_file_with_the_world_tokenizer(tmp_path):
+    """evaluate.py on a .pth in BlinkDL's format: T_train read from the file's name, the world
+    vocabulary given by path; without it, an error that says where to get it, before any work."""
+    import subprocess
+    import sys
+
+    import data
+    from conftest import write_world_vocab
+    torch.manual_seed(0)
+    pth = tmp_path / "RWKV-x060-World-tiny-ctx8.pth"
+    torch.save(rwkv6_state_dict(vocab=60), pth)
+    tokens = [bytes([b]) for b in b"abcdefghij "] + [b"ab", b"abc", b"cd", b" a", b"j j", b"hij"]
+    vocab = write_world_vocab(tmp_path / data.WORLD_VOCAB, tokens)       # ids 1..17 of the 60
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):                      # 4 documents: one is held out (data.VAL_FRACTION)
+        (corpus / f"doc{i}.txt").write_bytes(bytes(rng.choice(list(b"abcdefghij "), 300).tolist()))
+    args = [sys.executable, "evaluate.py", f"--checkpoints={pth}", f"--corpus={corpus}",
+            f"--data_dir={tmp_path / 'data'}", "--seq_len=64", "--n_seqs=4", "--batch_size=2",
+            "--chunk_len=16", "--smooth=4", "--threads=1", f"--out_dir={tmp_path / 'eval'}"]
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and f"download {data.WORLD_VOCAB}" in proc.stderr, proc.stderr
+    proc = subprocess.run(args + [f"--tokenizer={vocab}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "eval" / "results.json").read_text())["checkpoints"][0]
+    assert (result["T_train"], result["L"]) == (8, 64) and np.isfinite(result["loss_full"]).all()

@@ -355,6 +355,69 @@ def test_tokenizer_errors(tmp_path, monkeypatch):
         data.get_tokenizer("gpt-neox")
 
 
+# RWKV's world tokenizer: greedy longest match over a vocabulary file
+
+WORLD_EXTRA = [b"de", b"def", b"define", b" self", b"ab", b"abc", b"cd", "\u00e9t\u00e9".encode(),
+               "\u4e2d".encode()[:2], b"\n    ", b"'''", b'""', b"\\n"]   # a partial UTF-8 character; quotes
+
+
+def greedy_reference(text, tokens):
+    """The world tokenizer's rule by brute force: at each position, of all tokens that match
+    there, the longest (ids from 1, as in the file)."""
+    data, ids, at = text.encode("utf-8"), [], 0
+    while at < len(data):
+        i, token = max(((i, t) for i, t in enumerate(tokens, 1) if data.startswith(t, at)),
+                       key=lambda it: len(it[1]))
+        ids.append(i)
+        at += len(token)
+    return ids
+
+
+def test_world_tokenizer(tmp_path):
+    from conftest import write_world_vocab
+    tokens = [bytes([b]) for b in range(256)] + WORLD_EXTRA
+    path = write_world_vocab(tmp_path / data.WORLD_VOCAB, tokens)
+    tok = data.get_tokenizer(str(path))
+    assert tok.vocab_size == len(tokens) + 1                   # id 0 (end of text) is not in the file
+    ids = tok.encode("abcd")                                   # greedy, by hand: abc + d, not ab + cd
+    assert [tokens[i - 1] for i in ids] == [b"abc", b"d"]
+    rng = np.random.default_rng(0)
+    pieces = ["de", "f", "ine", " self", "abcd", "\u00e9t\u00e9", "\u4e2d\u6587", "\n    x", "'", '"', "\\", "n", " "]
+    for _ in range(50):
+        text = "".join(rng.choice(pieces, size=int(rng.integers(1, 12))))
+        assert tok.encode(text) == greedy_reference(text, tokens), text
+        assert tok.decode(tok.encode(text)) == text
+    # any copy of the file is the tokenizer the RWKV-6 checkpoints name
+    assert data.same_tokenizer("rwkv-world", str(path)) and not data.same_tokenizer("rwkv-world", "gpt-neox")
+
+
+def test_world_tokenizer_errors(tmp_path):
+    from conftest import write_world_vocab
+    with pytest.raises(FileNotFoundError, match=f"download {data.WORLD_VOCAB} from .*ChatRWKV"):
+        data.get_tokenizer("rwkv-world")
+    with pytest.raises(FileNotFoundError, match="no tokenizer file"):
+        data.get_tokenizer(str(tmp_path / "missing.txt"))
+    path = write_world_vocab(tmp_path / "v.txt", [b"a", b"bc"])
+    path.write_text(path.read_text() + "3 'xy' 3\n")        # a length that is not the token's
+    with pytest.raises(ValueError, match="v.txt:3 is not a line of RWKV's world vocabulary"):
+        data.get_tokenizer(str(path))
+    tok = data.get_tokenizer(str(write_world_vocab(tmp_path / "v.txt", [b"a", b"bc"])))
+    with pytest.raises(ValueError, match="byte 0x62 has no token"):   # "b" alone is not a token
+        tok.encode("abd")
+
+
+def test_prepare_with_the_world_tokenizer(corpus, tmp_path):
+    from conftest import write_world_vocab
+    path = write_world_vocab(tmp_path / data.WORLD_VOCAB, [bytes([b]) for b in range(256)] + WORLD_EXTRA)
+    d = data.load(data.prepare(str(corpus), str(path), tmp_path / "data"))
+    assert d.vocab_size == 256 + len(WORLD_EXTRA) + 1 and d.train.dtype == np.uint16
+    tok, docs = data.get_tokenizer(str(path)), source_docs(corpus)
+    for split, tokens, starts in (("train", d.train, d.train_docs), ("val", d.val, d.val_docs)):
+        bounds = list(starts) + [len(tokens)]
+        for k, name in enumerate(d.meta[split]["names"]):
+            assert tokens[bounds[k]:bounds[k + 1]].tolist() == tok.encode(docs[name].decode())
+
+
 def test_tiktoken_offline_message(tmp_path, monkeypatch):
     """Offline, the error names the URL and the cache path; tiktoken really reads that path."""
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))

@@ -226,6 +226,14 @@ def test_checkpoint_info_of_a_run_and_of_an_official_checkpoint(tmp_path):
     info = measure.checkpoint_info(str(official))
     assert (info["T_train"], info["tokenizer"], info["label"]) == (2048, "gpt-neox", str(official))
     assert measure.checkpoint_info("state-spaces/mamba2-130m")["T_train"] == 2048   # nothing downloaded yet
+    # BlinkDL's RWKV-6 files: the context from the file's name, else 4096; the world tokenizer
+    for name, T in (("RWKV-x060-World-1B6-v2.1-20240328-ctx4096.pth", 4096), ("mine-ctx512.pth", 512),
+                    ("rwkv6.pth", 4096)):
+        (tmp_path / name).write_bytes(b"")
+        info = measure.checkpoint_info(str(tmp_path / name))
+        assert (info["T_train"], info["tokenizer"]) == (T, "rwkv-world")
+    with pytest.raises(FileNotFoundError, match="no-such.pth not found"):
+        measure.checkpoint_info(str(tmp_path / "no-such.pth"))
 
 
 def test_labels_of_several_checkpoints(tmp_path):
