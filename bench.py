@@ -72,6 +72,10 @@ STEP_MODELS = [("toy (the demo's)", TOY, 128, 16)]
 if official:
     STEP_MODELS.append(("130m-like, 2 layers", dict(vocab_size=50277, n_layer=2, d_model=768),
                         2, 512))
+# The four architectures at the shape experiments/architectures.sh trains them at (the baseline's
+# recipe, config/pretrain_baseline.py, with --arch; Mamba-1 with d_state 16), B and T
+ARCHS = (dict(vocab_size=256, n_layer=2, d_model=256 if official else 64, d_state=32, headdim=32,
+              num_heads=4, dt_min=1e-5, dt_max=1e-3), 128 if official else 8, 16)
 GPU_STEP = (("Mamba-2 130m", dict(vocab_size=50277, n_layer=24, d_model=768), 8, 2048)
             if official else
             ("toy (the demo's)", TOY, 2, 64))
@@ -248,6 +252,22 @@ def step_rows(models, with_peer):
         yield row
 
 
+def arch_rows():
+    """A training step of each architecture with the loop (scan_ref) and with the chunked scan: ms
+    each. On the CPU "auto" runs the chunked scan, and the loop for Mamba-1 (mixers.recurrence)."""
+    args, Bn, T = ARCHS
+    for arch in ("mamba1", "mamba2", "gla", "rwkv6"):
+        torch.manual_seed(seed)
+        model = LM(ModelConfig(**args | {"arch": arch} | ({"d_state": 16} if arch == "mamba1" else {})))
+        idx = torch.randint(0, args["vocab_size"], (Bn, T + 1))
+        ms = {}
+        for backend in ("ref", "chunked"):
+            model.config.scan_backend = backend
+            ms[backend] = step_ms(model.train(), idx, ours)
+        yield (arch, f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M", Bn, T,
+               f"{ms['ref']:.1f}", f"{ms['chunked']:.1f}", f"{ms['chunked'] / ms['ref']:.2f}")
+
+
 def cpu_tables():
     print(f"CPU, torch {torch.__version__}, float32, chunk_size {chunk_size}, median of "
           f"{repeats}\n")
@@ -265,6 +285,10 @@ def cpu_tables():
              (["peer ms", "peer tokens/s", "ours vs peer", "max logit diff"] if with_peer else []),
              # made first: the models print as they are built
              list(step_rows(STEP_MODELS, with_peer)))
+    print("\nA training step of each architecture at the shape experiments/architectures.sh trains "
+          "(ms), with the loop and with the chunked scan:")
+    markdown(["arch", "params", "B", "T", "loop ms", "chunked ms", "chunked / loop"],
+             list(arch_rows()))
 
 
 def _importable(name):

@@ -47,9 +47,9 @@ def recurrence(q, k, v, g, h0, config):
     (o (Bsz, T, H, V), S (Bsz, H, K, V) float32). The chunk size only sets how the work is split,
     never the result (the Triton scan picks its own chunk of 16 to 64 tokens from it)."""
     backend = config.scan_backend
-    if backend == "auto":
+    if backend == "auto":   # V = 1 is Mamba-1, for which the loop is the faster PyTorch (Mamba1)
         backend = ("triton" if q.is_cuda and scan_kernel.triton_fits(q.device, q.dtype)
-                   else "chunked")
+                   else "ref" if v.shape[-1] == 1 else "chunked")
     if backend == "ref":
         return scan_kernel.scan_ref(q, k, v, g, h0)
     if backend == "triton":

@@ -60,8 +60,8 @@ class ModelConfig:
     norm_eps: float = None             # None: 1e-6 for GLA (fla), 1e-5 for the others
     d_intermediate: int = 0            # Mamba's gated MLP after each mixer;
                                        # 0 = none (the official LMs)
-    scan_backend: str = "auto"         # "triton", "chunked", "ref";
-                                       # "auto": triton on CUDA, chunked otherwise
+    scan_backend: str = "auto"         # "triton", "chunked", "ref"; "auto": triton on CUDA, else
+                                       # chunked (Mamba-1: ref, mixers.Mamba1 says why)
     chunk_size: int = None             # a power of two; None: 4 Mamba-1 (mixers.Mamba1 says why),
                                        # 256 Mamba-2 (mamba_ssm), 64 GLA (fla) and RWKV-6
     # Mamba-1 and Mamba-2, defaults of mamba_ssm's Mamba and Mamba2 modules (a checkpoint's ssm_cfg

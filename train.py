@@ -73,8 +73,8 @@ dt_min = 1e-5                  # Mamba's initial dt range; mamba_ssm's default i
 dt_max = 1e-3                  # under which this small model does not fail
                                # (config/pretrain_baseline.py)
 num_heads = 4                  # GLA
-scan_backend = "auto"          # "auto" (Triton on CUDA, chunked PyTorch otherwise), "triton",
-                               # "chunked", "ref"
+scan_backend = "auto"          # "auto" (Triton on CUDA, chunked PyTorch otherwise; Mamba-1: the
+                               # loop), "triton", "chunked", "ref"
 # the intervention (interventions.py)
 intervention = "state_passing" # "zero", "random_noise", "fitted_noise", "state_passing", "tbtt"
 noise_std = 0.1                # random_noise's sigma

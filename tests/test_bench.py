@@ -47,6 +47,10 @@ def test_cpu_tables():
     assert rows[0][0] == "toy (the demo's)" and number(rows[0][4]) > 0
     if "max logit diff" in header:   # transformers installed: the peer computes the same model
         assert number(rows[0][-1]) < 1e-4
+    _, rows = found["arch chunked / loop"]
+    assert [r[0] for r in rows] == ["mamba1", "mamba2", "gla", "rwkv6"]
+    for r in rows:
+        assert abs(number(r[6]) - number(r[5]) / number(r[4])) <= 0.01 + 0.05 * number(r[6])
 
 
 def test_gpu_tables_on_the_cpu():
