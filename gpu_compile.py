@@ -42,6 +42,8 @@ def config(dtype, capability, K, V):
         BK, BV = (32, 32) if fp32 else (64, 64)
     BK = max(16, min(BK, triton.next_power_of_2(K)))                      # 16: the smallest tl.dot
     BV = max(16, min(BV, triton.next_power_of_2(V)))
+    if capability < (8, 0) and BV == 16:
+        warps = 2   # a T4 with V <= 16 (Mamba-1's V = 1): at 4 warps the dqk kernel spills
     if capability >= (9, 0) and BK * BV < 1024 and not fp32:
         warps = 4   # small heads: fewer threads, or ptxas spills
     # On an H100 with 16-bit products the output kernel (step 6), and steps 4-5 for a decay per key

@@ -10,8 +10,9 @@ Which compilations are enough: the compiled code depends on the dtype, the card,
 and the tiles and warps (gpu_compile.config), never on T, H or on K, V beyond the tiles. K >= 64
 and V >= 128 give a card's largest tiles, so GLA 340M (K x V = 128 x 256) and 1.3B (256 x 512, a
 decay per key channel) compile to the same kernels per card and dtype; Mamba-2 (K = d_state 128,
-V = headdim 64, one decay per head) and the toy shapes of this repository (Mamba-2 32 x 32; GLA
-16 x 32) may give smaller tiles, compiled too when they differ. float16 and bfloat16 inputs compile
+V = headdim 64, one decay per head), Mamba-1 (16 x 1, a decay per key channel: V is padded to a
+tile of 16), RWKV-6 (64 x 64, per key channel) and the toy shapes of this repository (Mamba-2
+32 x 32; GLA 16 x 32) may give smaller tiles, compiled too when they differ. float16 and bfloat16 inputs compile
 alike on sm_80+ (the same tiles, products of 16-bit operands of the same size), so bfloat16 stands
 for both there; float32 inputs use other products (tf32x3) and are compiled separately.
 
@@ -31,7 +32,8 @@ import gpu_compile
 CARDS = {"sm_90": ((9, 0), 232_448), "sm_80": ((8, 0), 166_912), "sm_75": ((7, 5), 65_536)}   # shared bytes per block
 DTYPES = {"sm_90": ("bfloat16", "float32"), "sm_80": ("bfloat16", "float32"), "sm_75": ("float16", "float32")}
 SHAPES = {"Mamba-2": (128, 64, False), "GLA 340M": (128, 256, True), "GLA 1.3B": (256, 512, True),
-          "Mamba-2 toy": (32, 32, False), "GLA toy": (16, 32, True)}   # K, V, a decay per key channel
+          "Mamba-2 toy": (32, 32, False), "GLA toy": (16, 32, True),
+          "Mamba-1": (16, 1, True), "RWKV-6": (64, 64, True)}   # K, V, a decay per key channel
 
 
 def binding_set():
