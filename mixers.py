@@ -42,10 +42,18 @@ import torch.nn.functional as F
 import scan_kernel
 
 
+# Both chunked scans take chunks of at most this many tokens, whatever config.chunk_size asks: the
+# Triton kernels hold (C, C) tiles of scores in registers, and on 2 CPU cores a training step of the
+# baseline at T = 256 took 2.5x longer in chunks of 256 (mamba_ssm's choice for its fused GPU
+# kernel) than in chunks of 64 (1.12 s against 0.44 s), and no less in chunks of 32.
+CHUNK_MAX = 64
+
+
 def recurrence(q, k, v, g, h0, config):
     """Eq. 1 over a sequence with the configured backend:
     (o (Bsz, T, H, V), S (Bsz, H, K, V) float32). The chunk size only sets how the work is split,
     never the result (the Triton scan picks its own chunk of 16 to 64 tokens from it)."""
+    chunk_size = min(config.chunk_size, CHUNK_MAX)
     backend = config.scan_backend
     if backend == "auto":   # V = 1 is Mamba-1, for which the loop is the faster PyTorch (Mamba1)
         backend = ("triton" if q.is_cuda and scan_kernel.triton_fits(q.device, q.dtype)
@@ -53,8 +61,8 @@ def recurrence(q, k, v, g, h0, config):
     if backend == "ref":
         return scan_kernel.scan_ref(q, k, v, g, h0)
     if backend == "triton":
-        return scan_kernel.scan(q, k, v, g, h0=h0, chunk_size=config.chunk_size)
-    return scan_kernel.scan_chunked(q, k, v, g, h0=h0, chunk_size=config.chunk_size)
+        return scan_kernel.scan(q, k, v, g, h0=h0, chunk_size=chunk_size)
+    return scan_kernel.scan_chunked(q, k, v, g, h0=h0, chunk_size=chunk_size)
 
 
 class RMSNorm(nn.Module):
@@ -117,9 +125,10 @@ class Mamba1(nn.Module):
     What it costs: q, k and g are handed to the scan at (Bsz, T, d_inner, d_state), d_state times
     the size of x (mamba_ssm's fused kernel never writes them out); and with V = 1 the chunked
     algorithm has no value width to share its scores over: a chunk of C tokens costs about
-    C * d_state per token and channel where the loop costs d_state. Hence a small chunk
-    (ModelConfig: 4; on 2 CPU cores a training step of the 0.9M baseline's shape took 2.1-2.3 s at
-    chunks of 1-4 and 7.1 s at 16, and 8 x 2048 tokens of evaluation 5.2-5.5 s against 55 s). The
+    C * d_state per token and channel where the loop costs d_state. Hence, on the CPU, "auto" runs
+    the loop, scan_ref (recurrence): on 2 cores a training step of the 0.9M baseline's shape (128 x
+    16 tokens) took 0.70-0.87 s with it against 2.8-3.0 s chunked (chunks of 4, ModelConfig's
+    default for Mamba-1; 7.1 s at 16), and 8 x 2048 tokens of evaluation 0.9 s against 5.3 s. The
     Triton scan pads V to a tile of 16 columns, 15 of them masked."""
 
     def __init__(self, config):

@@ -62,8 +62,8 @@ class ModelConfig:
                                        # 0 = none (the official LMs)
     scan_backend: str = "auto"         # "triton", "chunked", "ref"; "auto": triton on CUDA, else
                                        # chunked (Mamba-1: ref, mixers.Mamba1 says why)
-    chunk_size: int = None             # a power of two; None: 4 Mamba-1 (mixers.Mamba1 says why),
-                                       # 256 Mamba-2 (mamba_ssm), 64 GLA (fla) and RWKV-6
+    chunk_size: int = None             # a power of two, at most mixers.CHUNK_MAX = 64 used; None:
+                                       # 4 Mamba-1 (mixers.Mamba1 says why), 64 the others
     # Mamba-1 and Mamba-2, defaults of mamba_ssm's Mamba and Mamba2 modules (a checkpoint's ssm_cfg
     # overrides them)
     d_state: int = None                # None: 16 for Mamba-1, 128 for Mamba-2
@@ -118,7 +118,7 @@ class ModelConfig:
                              "expected 'auto', 'triton', 'chunked' or 'ref'")
         arch = self.arch
         defaults = dict(norm_eps=1e-6 if arch == "gla" else 1e-5,
-                        chunk_size=dict(mamba1=4, mamba2=256, gla=64, rwkv6=64)[arch],
+                        chunk_size=dict(mamba1=4, mamba2=64, gla=64, rwkv6=64)[arch],
                         d_state=16 if arch == "mamba1" else 128, tie_embeddings=arch != "rwkv6",
                         dt_rank=math.ceil(self.d_model / 16),
                         dim_ffn=int(self.d_model * 3.5) // 32 * 32)

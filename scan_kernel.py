@@ -87,9 +87,11 @@ def scan_ref(q, k, v, g, h0=None):
     a = g.exp() if g.dim() == 4 else g.exp()[..., None]          # diag(exp(g_t)), (B, T, H, K|1)
     S = torch.zeros(B, H, K, V, dtype=acc, device=q.device) if h0 is None else h0.to(acc)
     o = []
-    for t in range(T):
-        S = a[:, t, :, :, None] * S + k[:, t, :, :, None] * v[:, t, :, None, :]   # eq. 1a
-        o.append(torch.einsum("bhk,bhkv->bhv", q[:, t], S))                       # eq. 1b
+    # one view per step from unbind, whose gradients autograd stacks once (indexing a[:, t] would
+    # give each step's backward a zero tensor the size of all T steps: T^2 work)
+    for a_t, q_t, k_t, v_t in zip(a.unbind(1), q.unbind(1), k.unbind(1), v.unbind(1)):
+        S = a_t[..., None] * S + k_t[..., None] * v_t[..., None, :]               # eq. 1a
+        o.append(torch.einsum("bhk,bhkv->bhv", q_t, S))                           # eq. 1b
     return torch.stack(o, dim=1).to(v.dtype), S
 
 

@@ -32,6 +32,7 @@ import tasks
 from configurator import configure, set_threads
 from interventions import INTERVENTIONS, joined, make_sampler, moved, nbytes, rows, sampler_state
 from measure import checkpoint_info
+from mixers import CHUNK_MAX
 from model import LM, ModelConfig
 
 # under torchrun only rank 0 prints (errors reach stderr from all)
@@ -276,7 +277,8 @@ if device_type == "cpu":
     c = raw_model.config
     heads, width = ((c.nheads, c.d_inner) if c.arch == "mamba2"
                     else (c.num_heads, c.d_model + c.mlp_width // 2))
-    per_token = 4 * (c.n_layer * (6 * heads * c.chunk_size + 24 * width) + 4 * c.padded_vocab_size)
+    chunk = min(c.chunk_size, CHUNK_MAX, block_size)
+    per_token = 4 * (c.n_layer * (6 * heads * chunk + 24 * width) + 4 * c.padded_vocab_size)
     procs = int(os.environ.get("LOCAL_WORLD_SIZE", 1))            # on this machine
     rundir.check_memory(per_token * batch_size * block_size * procs,
                         f"lower --batch_size (and raise --gradient_accumulation_steps to keep the "
