@@ -5,8 +5,9 @@ setting of `table`:
     python bench.py                  # on the CPU: scan_chunked's cost per token against T at the
                                      # Mamba-2 130m and GLA 340M head shapes; a training step
                                      # against transformers' pure-PyTorch Mamba2 on the same weights
-                                     # (when transformers is installed); the thread count
-                                     # threads = 0 picks
+                                     # (when transformers is installed); a training step of each
+                                     # architecture with the loop and the chunked scan; the thread
+                                     # count threads = 0 picks
     python bench.py --table=gpu      # the default on CUDA: the Triton scan against mamba_ssm's
                                      # mamba_chunk_scan_combined and fla's chunk_gla (each when
                                      # importable) at the official shapes, forward and
