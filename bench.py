@@ -259,7 +259,8 @@ def arch_rows():
     args, Bn, T = ARCHS
     for arch in ("mamba1", "mamba2", "gla", "rwkv6"):
         torch.manual_seed(seed)
-        model = LM(ModelConfig(**args | {"arch": arch} | ({"d_state": 16} if arch == "mamba1" else {})))
+        sizes = {"arch": arch} | ({"d_state": 16} if arch == "mamba1" else {})
+        model = LM(ModelConfig(**args | sizes))
         idx = torch.randint(0, args["vocab_size"], (Bn, T + 1))
         ms = {}
         for backend in ("ref", "chunked"):

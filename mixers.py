@@ -127,7 +127,7 @@ class Mamba1(nn.Module):
     algorithm has no value width to share its scores over: a chunk of C tokens costs about
     C * d_state per token and channel where the loop costs d_state. Hence, on the CPU, "auto" runs
     the loop, scan_ref (recurrence): on 2 cores a training step of the 0.9M baseline's shape (128 x
-    16 tokens) took 0.70-0.87 s with it against 2.8-3.0 s chunked (chunks of 4, ModelConfig's
+    16 tokens) took 0.90 s with it against 3.08 s chunked (bench.py; chunks of 4, ModelConfig's
     default for Mamba-1; 7.1 s at 16), and 8 x 2048 tokens of evaluation 0.9 s against 5.3 s. The
     Triton scan pads V to a tile of 16 columns, 15 of them masked."""
 

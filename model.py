@@ -321,8 +321,8 @@ class LM(nn.Module):
         Mamba-1 or Mamba-2: a local directory holding config.json and pytorch_model.bin, or a hub id
         such as "state-spaces/mamba-130m" (downloaded with huggingface_hub); or the path of an
         official RWKV-6 .pth file (BlinkDL/rwkv-6-world; its tokenizer: data.get_tokenizer with
-        the path of RWKV's world vocabulary). Everything is checked before any weight is assigned; every problem raises with
-        the fix in its message."""
+        the path of RWKV's world vocabulary). Everything is checked before any weight is assigned;
+        every problem raises with the fix in its message."""
         ckpt_file = os.path.join(name_or_path, "ckpt.pt")
         if os.path.isfile(ckpt_file):   # one of this project's training runs
             # damaged or not a checkpoint: the path and the fix
