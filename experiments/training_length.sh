@@ -5,7 +5,7 @@
 # parameter). Under a cosine schedule the rate at every step depends on the run's length, so each budget
 # is a run of its own, as in the paper's fig. 3; the 4200-step one is assets/baseline itself.
 #
-#   bash experiments/training_length.sh [out] [train.py flags...]     # about 1 h 40 min on a 2-core CPU
+#   bash experiments/training_length.sh [out] [train.py flags...]     # 1 h 36 min on a 2-core CPU
 # Stopped at any moment, the same command continues it (train.py --finish=True).
 set -euo pipefail
 cd "$(dirname "$0")/.."
