@@ -11,7 +11,7 @@
 # mamba_ssm's d_state 16); Mamba-2's baseline is the shipped assets/baseline, made by this recipe.
 # Stopped at any moment, the same command continues it: train.py --finish=True keeps a finished run and
 # continues a stopped one, and an evaluation with its results.json is kept.
-# ARCHS picks the architectures (default all four; Mamba-1 is the slow one on a CPU, README.md);
+# ARCHS picks the architectures (default all four; Mamba-1 is the slow one on a CPU: 54 min alone);
 # PRETRAIN_ITERS and POST_ITERS (steps), EVAL_FLAGS and EFFREM_FLAGS override the
 # defaults; a check of the whole pipeline in a minute or two:
 #   PRETRAIN_ITERS=4 POST_ITERS=2 EVAL_FLAGS="--n_seqs=2 --seq_len=256" EFFREM_FLAGS="--n_seqs=2 --ts=1,8" \
