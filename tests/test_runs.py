@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from model import LM, ModelConfig
 from test_train import ROOT, corpus, run_train, step_losses, tiny  # noqa: F401  (corpus: a fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -126,6 +127,27 @@ def test_the_baseline_recipe_never_writes_into_assets():
     settings = {}
     exec((ROOT / "config" / "pretrain_baseline.py").read_text(), {}, settings)
     assert Path(settings["out_dir"]).parts[0] != "assets"
+
+
+@pytest.mark.parametrize("shipped, flags", [("assets/baseline", {}),
+                                            ("assets/baseline_mamba1", {"arch": "mamba1", "d_state": 16})])
+def test_a_shipped_baseline_was_made_by_the_recipe_the_docs_give(shipped, flags):
+    # assets/baseline (python train.py config/pretrain_baseline.py) and assets/baseline_mamba1 (the same
+    # with --arch=mamba1 --d_state=16, as experiments/architectures.sh runs it) stand in for a
+    # pretraining: each must hold the recipe's settings, all its steps, and weights that load
+    recipe = {}
+    exec((ROOT / "config" / "pretrain_baseline.py").read_text(), {}, recipe)
+    made = torch.load(ROOT / shipped / "ckpt.pt", weights_only=True)
+    wrong = {k: (made["config"][k], v) for k, v in (recipe | flags).items()
+             if k != "out_dir" and made["config"][k] != v}
+    assert not wrong, f"{shipped} was made with other settings (shipped, recipe): {wrong}"
+    assert made["iter_num"] == recipe["max_iters"]
+    assert set(made) == {"model", "model_config", "config", "iter_num"}     # weights only: small
+    record = json.loads((ROOT / shipped / "config.json").read_text())   # what a reader opens
+    assert record | made["config"] == record and record["iter_num"] == made["iter_num"]
+    assert record["model_config"] == json.loads(json.dumps(made["model_config"]))   # tuples as lists
+    model = LM(ModelConfig(**made["model_config"]))
+    model.load_state_dict(made["model"])                                  # strict: every weight
 
 
 def test_a_directory_in_use_is_refused_and_a_stale_lock_taken_over(corpus, tmp_path, capsys):
