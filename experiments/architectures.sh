@@ -12,7 +12,7 @@
 # (Mamba-2, the demo's) and assets/baseline_mamba1 (this script's own Mamba-1 run, weights only). On 2
 # CPU cores Mamba-1's pretraining alone takes 46 min (its scan is the loop: mixers.Mamba1 says why), so
 # shipping it keeps the whole script near an hour (GLA's and RWKV-6's pretrainings are most of it);
-# FROM_SCRATCH=1 pretrains all four instead (about 1 h 50 min).
+# FROM_SCRATCH=1 pretrains all four instead (about 2 h: Mamba-2 adds 13 min, Mamba-1 46).
 # Stopped at any moment, the same command continues it: train.py --finish=True keeps a finished run and
 # continues a stopped one, and an evaluation with its results.json is kept.
 # ARCHS picks the architectures (default all four); PRETRAIN_ITERS and POST_ITERS (steps; PRETRAIN_ITERS
