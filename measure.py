@@ -21,7 +21,8 @@ import torch
 import data
 import rundir
 from configurator import set_threads
-from model import LM, checkpoint_files, is_hub_id
+from checkpoints import checkpoint_files, is_hub_id
+from model import LM
 
 OFFICIAL_T_TRAIN = 2048   # the official Mamba-2 checkpoints' training context (paper sec. B.1)
 RWKV6_T_TRAIN = 4096      # BlinkDL's RWKV-6 world models, whose file names say it: ...-ctx4096.pth

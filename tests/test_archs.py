@@ -12,7 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import LM, rwkv6_renamed
+from checkpoints import rwkv6_renamed
+from model import LM
 from test_train import corpus  # noqa: F401  (a fixture: real text)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from configurator import config_keys  # noqa: E402
-from model import is_hub_id  # noqa: E402
+from checkpoints import is_hub_id  # noqa: E402
 
 
 def readme_commands(text):
